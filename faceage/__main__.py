@@ -1,0 +1,5 @@
+"""`python -m faceage` runs the command-line interface."""
+
+from faceage.cli import main
+
+main()
