@@ -6,6 +6,8 @@ Commands parse options, build a config, call the library, and print. No library 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -38,6 +40,33 @@ def _root(
 
 
 # Stage commands are added below, one function each.
+
+
+@app.command("eval")
+def eval_command(
+    inputs: Annotated[list[Path] | None, typer.Argument(
+        help="Run folders (their predictions.csv) or predictions CSVs; default: the newest run under runs/.",
+        show_default=False,
+    )] = None,
+    curve: Annotated[Path | None, typer.Option(
+        "--curve", help="CS plot (.png, .svg or .pdf); cs.csv (θ + a column per input) is written beside it.",
+    )] = None,
+    report: Annotated[Path | None, typer.Option(
+        "--report", help="Markdown report; links the plot (cs.png beside it unless --curve is given).",
+    )] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Metrics as JSON.")] = None,
+    max_theta: Annotated[int, typer.Option(
+        "--max-theta", help="Largest error level θ (years) of the CS curve.",
+    )] = 20,
+) -> None:
+    """MAE, cumulative score CS(θ), ε-error, per-fold and per-age-group tables of predictions tables."""
+    from faceage.evaluate import evaluate
+    from faceage.report import console_table
+
+    result = evaluate(inputs or [], curve=curve, report=report, json_path=json_path, max_theta=max_theta)
+    console.print(console_table(result.inputs))
+    for path in result.written:
+        console.print(f"wrote {escape(str(path))}", highlight=False)
 
 
 def main() -> None:
