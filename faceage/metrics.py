@@ -2,7 +2,7 @@
 
 Definitions (the guide's, checked exactly by the tests):
 - error e = |pred − age|, `pred` used as given (the trainer writes round(mean); nothing is re-rounded here).
-- MAE = mean e. CS(θ) = fraction with e ≤ θ (ties count; `TOL` absorbs float noise such as 30.1 − 25.1).
+- MAE = mean e. CS(θ) = fraction with e ≤ θ (ties count; `TOL` absorbs float noise such as 10.3 − 5.3).
 - ε-error (ChaLearn LAP) = 1 − mean exp(−(pred − μ)² / (2σ²)), μ = age, σ = age_std. Where σ = 0 the limit
   σ → 0 is taken: the image scores error 0 if pred equals μ (within `TOL`) and 1 otherwise. Rows whose σ is
   unknown (NaN) are left out of the mean; with no σ at all the ε-error is None.
