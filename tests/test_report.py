@@ -1,4 +1,4 @@
-"""Rendering: the CS plot is a real image, cs.csv has a column per input, JSON is strict, report.md has tables."""
+"""Rendering: the CS plot is a real image, cs.csv has a column per input, JSON is strict, report.md too."""
 
 from __future__ import annotations
 
