@@ -69,6 +69,14 @@ def eval_command(
         console.print(f"wrote {escape(str(path))}", highlight=False)
 
 
+@app.command("doctor")
+def doctor_command() -> None:
+    """Versions, onnxruntime providers, torch devices and where the detector models come from."""
+    from faceage.doctor import collect, render
+
+    console.print(render(collect()))
+
+
 def main() -> None:
     """Entry point of the console script: user errors print one clear message and exit 2."""
     try:

@@ -68,17 +68,22 @@ def make_detector(
     raise FaceageError(f"unknown detector {name!r}: choose one of {', '.join(DETECTORS)}")
 
 
+def available_providers() -> list[str]:
+    """The execution providers this onnxruntime build offers (for `faceage doctor`)."""
+    import onnxruntime
+
+    return list(onnxruntime.get_available_providers())
+
+
 def onnx_providers(device: str = "auto") -> list[str]:
     """onnxruntime execution providers for `device`: CUDA first when the GPU build offers it, then CPU.
 
     With "auto", a machine without a usable GPU quietly gets the CPU (onnxruntime falls back when the CUDA
     provider cannot start; `session_options` keeps that fallback from printing warnings).
     """
-    import onnxruntime
-
     if device not in DEVICES:
         raise FaceageError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
-    has_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    has_cuda = "CUDAExecutionProvider" in available_providers()
     if device == "cuda" and not has_cuda:
         raise FaceageError(
             "device 'cuda' asked for, but this onnxruntime has no CUDA provider: run "
