@@ -143,8 +143,9 @@ def console_table(inputs: list[InputMetrics]) -> Table:
     """The headline numbers as a rich table."""
     header, rows = headline_rows(inputs)
     table = Table(title="faceage eval")
-    for i, name in enumerate(header):
-        table.add_column(name, justify="left" if i == 0 else "right")
+    table.add_column(header[0], overflow="fold")  # labels are paths' names: wrap, never truncate
+    for name in header[1:]:
+        table.add_column(name, justify="right")
     for row in rows:
         table.add_row(*row)
     return table
