@@ -50,7 +50,9 @@ def cs_plot(inputs: list[InputMetrics], fmt: str = "png") -> bytes:
     ax = fig.add_subplot()
     for item in inputs:
         cs = item.metrics.cs
-        ax.plot(range(len(cs)), 100 * cs, marker="o", markersize=3, label=item.label, clip_on=False)
+        # matplotlib hides legend entries whose label starts with "_"; a leading space keeps them
+        label = f" {item.label}" if item.label.startswith("_") else item.label
+        ax.plot(range(len(cs)), 100 * cs, marker="o", markersize=3, label=label, clip_on=False)
     ax.set_xlabel("Error level θ (years)")
     ax.set_ylabel("Cumulative score (%)")
     ax.set_title("Cumulative score: share of faces with |error| ≤ θ")

@@ -44,8 +44,9 @@ def test_cs_plot_is_a_readable_png_and_svg() -> None:
         assert img.size == (640, 480)
     pixels = mpimg.imread(io.BytesIO(png))
     assert pixels.shape[:2] == (480, 640) and np.ptp(pixels[..., :3]) > 0.5  # drawn, not blank
-    svg = cs_plot(items, fmt="svg").decode()
+    svg = cs_plot([*items, _item("_scratch", [20, 30, 40, 50])], fmt="svg").decode()
     assert "<svg" in svg and "Cumulative score (%)" in svg and "Error level θ (years)" in svg
+    assert "_scratch" in svg  # matplotlib would drop a legend label starting with "_"
 
 
 def test_json_single_input_is_strict_and_complete() -> None:
