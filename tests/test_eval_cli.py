@@ -185,3 +185,14 @@ def test_a_failed_write_leaves_no_output_behind(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         evaluate([table], curve=tmp_path / "out" / "cs.png", json_path=tmp_path / "blocker" / "m.json")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []  # the plot and cs.csv were not renamed
+
+
+def test_report_links_the_plot_relative_to_itself(workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    _write(workdir / "runs" / "mv" / "predictions.csv")
+    code, out = _run(["runs/mv", "--report", "rep/report.md"], monkeypatch, capsys)
+    assert code == 0, out
+    assert sorted(p.name for p in (workdir / "rep").iterdir()) == ["cs.csv", "cs.png", "report.md"]
+    assert "![Cumulative score](cs.png)" in (workdir / "rep" / "report.md").read_text()
+    code, out = _run(["runs/mv", "--report", "rep/report.md", "--curve", "plots/cs.png"], monkeypatch, capsys)
+    assert code == 0, out
+    assert "![Cumulative score](../plots/cs.png)" in (workdir / "rep" / "report.md").read_text()
