@@ -187,7 +187,9 @@ def test_a_failed_write_leaves_no_output_behind(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []  # the plot and cs.csv were not renamed
 
 
-def test_report_links_the_plot_relative_to_itself(workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def test_report_links_the_plot_relative_to_itself(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
     _write(workdir / "runs" / "mv" / "predictions.csv")
     code, out = _run(["runs/mv", "--report", "rep/report.md"], monkeypatch, capsys)
     assert code == 0, out
