@@ -77,6 +77,65 @@ def doctor_command() -> None:
     console.print(render(collect()))
 
 
+@app.command("manifest")
+def manifest_command(
+    aligned: Annotated[Path | None, typer.Argument(
+        help="Folder written by `faceage align` (with faces.csv); with --pre-aligned, the dataset's own "
+             "aligned images. Not needed with --labels-only.", show_default=False,
+    )] = None,
+    dataset: Annotated[str, typer.Option(
+        "--dataset", "-d", help="morph2, fgnet, clap2016, appa-real, utkface or csv.", show_default=False,
+    )] = "",
+    protocol: Annotated[str, typer.Option(
+        "--protocol", "-p", help="rs, se (subject-exclusive), lopo (one fold per subject) or official.",
+        show_default=False,
+    )] = "",
+    labels: Annotated[Path | None, typer.Option(
+        "--labels", help="Label file or folder; morph2, fgnet and utkface may omit it (names are parsed).",
+    )] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Default: manifests/<dataset>/<protocol>.csv.")] = None,
+    folds: Annotated[int, typer.Option("--folds", help="Test folds of rs and se.")] = 5,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the fold and validation draws.")] = 0,
+    val_fraction: Annotated[float, typer.Option(
+        "--val-fraction", help="Validation share of each fold's training part (from the next fold); 0: none.",
+    )] = 0.1,
+    pre_aligned: Annotated[bool, typer.Option(
+        "--pre-aligned", help="ALIGNED holds the images at the label paths (no faces.csv).")] = False,
+    labels_only: Annotated[bool, typer.Option(
+        "--labels-only", help="No images: paths are the names `faceage align` will write.")] = False,
+    age: Annotated[str | None, typer.Option("--age", help="appa-real: apparent (default) or real.")] = None,
+    skip_malformed: Annotated[bool, typer.Option(
+        "--skip-malformed", help="Drop (and list) names that do not match the dataset's pattern.")] = False,
+    path_col: Annotated[str, typer.Option("--path-col", help="csv: column of image paths.")] = "path",
+    age_col: Annotated[str, typer.Option("--age-col", help="csv: column of ages.")] = "age",
+    subject_col: Annotated[str | None, typer.Option("--subject-col", help="csv: subject ids.")] = None,
+    std_col: Annotated[str | None, typer.Option("--std-col", help="csv: crowd age std.")] = None,
+    split_col: Annotated[str | None, typer.Option("--split-col", help="csv: train/valid/test.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="--labels-only: aligned image format.")] = "jpg",
+    dropped: Annotated[Path | None, typer.Option(
+        "--dropped", help="Also write every dropped row (path, reason, detail) to this CSV.")] = None,
+) -> None:
+    """Fold manifest of a dataset: labels joined with the aligned faces, folds per evaluation protocol."""
+    from faceage.datasets import CsvColumns, LabelOptions
+    from faceage.manifest import build_manifest, default_manifest_path, print_summary, write_manifest
+
+    if not dataset or not protocol:
+        raise FaceageError("--dataset and --protocol are required (see `faceage manifest --help`).")
+    if pre_aligned and labels_only:
+        raise FaceageError("--pre-aligned and --labels-only exclude each other; choose one.")
+    if age is not None and (dataset != "appa-real" or age not in ("apparent", "real")):
+        raise FaceageError("--age is for --dataset appa-real only, and is 'apparent' or 'real'.")
+    options = LabelOptions(skip_malformed, "real" if age == "real" else "apparent",
+                           CsvColumns(path_col, age_col, subject_col, std_col, split_col))
+    source = "pre-aligned" if pre_aligned else "labels-only" if labels_only else "faces"
+    result = build_manifest(dataset, protocol, aligned, labels=labels, source=source, folds=folds, seed=seed,
+                            val_fraction=val_fraction, options=options, fmt=fmt)
+    out = out or default_manifest_path(dataset, protocol)
+    write_manifest(result, out, dropped)
+    print_summary(result.summary, out)
+
+
 def main() -> None:
     """Entry point of the console script: user errors print one clear message and exit 2."""
     try:
