@@ -79,6 +79,9 @@ class AgeLoss(nn.Module):
         with torch.autocast(outputs.device.type, enabled=False):
             if self.name == "l2":
                 return self._l2(_full_precision(outputs), _full_precision(ages))
+            if outputs.ndim != 2 or outputs.shape[1] != AGE_CLASSES or ages.shape != outputs.shape[:1]:
+                raise ValueError(f"{self.name} loss needs logits (N, {AGE_CLASSES}) and ages (N,), got "
+                                 f"{tuple(outputs.shape)} and {tuple(ages.shape)}")
             y = age_targets(ages)
             z = _full_precision(outputs)
             ce = functional.cross_entropy(z, round_half_up(y).long())
@@ -93,8 +96,9 @@ class AgeLoss(nn.Module):
     def _l2(self, outputs: Tensor, y: Tensor) -> dict[str, Tensor]:
         if outputs.ndim == 2 and outputs.shape[1] == 1:
             outputs = outputs[:, 0]
-        if outputs.ndim != 1:
-            raise ValueError(f"l2 outputs must have shape (N,), got {tuple(outputs.shape)}")
+        if outputs.ndim != 1 or y.shape != outputs.shape:
+            raise ValueError(f"l2 loss needs outputs (N,) and ages (N,), got {tuple(outputs.shape)} and "
+                             f"{tuple(y.shape)}")
         target = (y.to(outputs.dtype) - self.target_mean) / self.target_std
         mse = functional.mse_loss(outputs, target)
         return {"loss": mse, "mse": mse}

@@ -90,8 +90,8 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
     state = {_strip_wrappers(str(k)): v for k, v in obj.items() if isinstance(v, Tensor)}
     if not state:
         raise FaceageError(f"{path}: no tensors found (at the top level or under {', '.join(NESTING_KEYS)}).")
-    if any(k.startswith("backbone.") for k in state):  # a faceage AgeModel checkpoint: keep its backbone
-        state = {k.removeprefix("backbone."): v for k, v in state.items()}
+    if any(k.startswith("backbone.") for k in state):  # a faceage AgeModel checkpoint: only its backbone
+        state = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
     return state
 
 
@@ -137,6 +137,10 @@ def _load_into(backbone: nn.Module, name: str, state: dict[str, Tensor], origin:
     if missing:
         log.warning("%s: %d tensors of %s not in the file keep their random init (e.g. %s)",
                     origin, len(missing), name, ", ".join(missing[:3]))
+    foreign = [k for k in unexpected if not _is_classifier(k, backbone)]
+    if foreign:
+        log.warning("%s: %d tensors in the file are not part of %s and were ignored (e.g. %s)",
+                    origin, len(foreign), name, ", ".join(foreign[:3]))
     return (f"{origin} ({len(matched)}/{len(own)} tensors loaded, {len(missing)} missing, "
             f"{len(unexpected)} unexpected and {len(dropped)} mismatched classifier tensors dropped)")
 
