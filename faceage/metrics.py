@@ -30,11 +30,6 @@ def _arr(x: ArrayLike) -> Floats:
     return np.asarray(x, dtype=np.float64)
 
 
-def round_age(x: ArrayLike) -> Floats:
-    """Round ages half up (2.5 → 3), the paper's round(m); Python's and numpy's round go to even (2.5 → 2)."""
-    return np.floor(_arr(x) + 0.5)
-
-
 def abs_errors(pred: ArrayLike, age: ArrayLike) -> Floats:
     """Absolute error per image, |pred − age|."""
     return np.abs(_arr(pred) - _arr(age))

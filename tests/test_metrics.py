@@ -18,7 +18,6 @@ from faceage.metrics import (
     per_decade,
     per_fold,
     per_group,
-    round_age,
     summarize,
     summarize_folds,
 )
@@ -46,11 +45,6 @@ def test_half_year_predictions_are_used_as_given() -> None:
     # pred 2.5 for age 2 and 22.5 for 23: no re-rounding, both errors are 0.5
     assert mae([2.5, 22.5], [2, 23]) == 0.5
     assert cumulative_score([2.5, 22.5], [2, 23], max_theta=1).tolist() == [0.0, 1.0]
-
-
-def test_round_age_rounds_half_up_unlike_numpy() -> None:
-    assert round_age([2.5, 3.5, 22.5, 0.49, 7.51]).tolist() == [3.0, 4.0, 23.0, 0.0, 8.0]
-    assert np.round(2.5) == 2.0  # banker's rounding, the trap round_age avoids
 
 
 def test_cs_is_non_decreasing_and_reaches_one() -> None:
