@@ -207,6 +207,8 @@ def summarize(
     err = abs_errors(pred_a, age_a)
     folds = per_fold(pred_a, age_a, fold) if fold is not None else None
     center, center_name = (mean, "mean") if mean is not None else (pred_a, "pred")
+    # an all-zero std (the L2 baseline writes one) is no uncertainty estimate at all
+    calib = calibrate(center, age_a, std, center_name) if std is not None and np.any(_arr(std) > 0) else None
     return Metrics(
         n=int(age_a.size),
         mae=float(err.mean()),
@@ -218,5 +220,5 @@ def summarize(
         fold_summary=summarize_folds(folds) if folds else None,
         per_group=per_group(pred_a, age_a),
         per_decade=per_decade(pred_a, age_a),
-        calibration=calibrate(center, age_a, std, center_name) if std is not None else None,
+        calibration=calib,
     )

@@ -121,6 +121,7 @@ def test_summarize_switches_on_optional_columns() -> None:
     assert full.calibration is not None and full.calibration.center == "mean"
     assert full.calibration.within_1std == 0.25  # only |20.4 − 20| ≤ 1
     assert full.fold_summary is not None and full.fold_summary.n_folds == 2
+    assert summarize(AGE, PRED, mean=AGE, std=[0, 0, 0, 0]).calibration is None  # L2 model: no uncertainty
     no_mean = summarize(AGE, PRED, std=[6, 6, 6, 6])
     assert no_mean.calibration is not None and no_mean.calibration.center == "pred"
     assert no_mean.calibration.within_1std == 0.75
