@@ -102,12 +102,15 @@ def build_manifest(dataset: str, protocol: str, aligned: Path | None, *, labels:
     manifest = table[MANIFEST.names()].sort_values(["fold", "path"], ignore_index=True)
     manifest = validate(manifest, MANIFEST, f"{dataset}/{protocol} manifest")
     drops = pd.concat([lab.dropped, *dropped], ignore_index=True)
+    drops = drops[~((drops["reason"] == "no label") & drops["path"].isin(lab.dropped["path"]))]  # told once
     return ManifestResult(manifest, summarize(manifest, drops, dataset, protocol))
 
 
-def write_manifest(manifest: pd.DataFrame, out: Path) -> None:
-    """Write atomically (ages as written in the labels, empty cells for unknown std/subject)."""
-    write_csv_atomic(manifest, out)
+def write_manifest(result: ManifestResult, out: Path, dropped_out: Path | None = None) -> None:
+    """Write the manifest (and, if asked, every dropped row) atomically; empty cells = unknown std/subject."""
+    write_csv_atomic(result.manifest, out)
+    if dropped_out is not None:
+        write_csv_atomic(result.summary.dropped, dropped_out)
 
 
 def read_manifest(path: str | Path, images_root: Path | None = None,
@@ -187,7 +190,8 @@ def _labels(dataset: str, labels: Path | None, aligned: Path | None, source: Ima
         raise FaceageError(f"--dataset {dataset}: pass its label file or folder with --labels.")
     if faces is not None:
         origin = f"{aligned}/{FACES_FILE}"
-        return labels_from_names(dataset, faces["src"].tolist(), origin, options.skip_malformed)
+        names = faces.loc[faces["status"] == "ok", "src"].tolist()  # failed rows are reported by status
+        return labels_from_names(dataset, names, origin, options.skip_malformed)
     return labels_from_names(dataset, image_names(Path(str(aligned))), str(aligned), options.skip_malformed)
 
 
