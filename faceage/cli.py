@@ -18,7 +18,7 @@ from faceage.errors import FaceageError
 
 app = typer.Typer(
     name="faceage",
-    help="Deep age estimation from a face with the mean-variance loss: align → manifest → train → eval → predict.",
+    help="Age estimation from a face with the mean-variance loss: align → manifest → train → eval → predict.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -34,7 +34,9 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     setup_logging(verbose)
 
@@ -117,8 +119,8 @@ def manifest_command(
         "--dropped", help="Also write every dropped row (path, reason, detail) to this CSV.")] = None,
 ) -> None:
     """Fold manifest of a dataset: labels joined with the aligned faces, folds per evaluation protocol."""
+    from faceage import manifest as mf
     from faceage.datasets import CsvColumns, LabelOptions
-    from faceage.manifest import build_manifest, default_manifest_path, print_summary, write_manifest
 
     if not dataset or not protocol:
         raise FaceageError("--dataset and --protocol are required (see `faceage manifest --help`).")
@@ -128,12 +130,12 @@ def manifest_command(
         raise FaceageError("--age is for --dataset appa-real only, and is 'apparent' or 'real'.")
     options = LabelOptions(skip_malformed, "real" if age == "real" else "apparent",
                            CsvColumns(path_col, age_col, subject_col, std_col, split_col))
-    source = "pre-aligned" if pre_aligned else "labels-only" if labels_only else "faces"
-    result = build_manifest(dataset, protocol, aligned, labels=labels, source=source, folds=folds, seed=seed,
-                            val_fraction=val_fraction, options=options, fmt=fmt)
-    out = out or default_manifest_path(dataset, protocol)
-    write_manifest(result, out, dropped)
-    print_summary(result.summary, out)
+    source: mf.ImageSource = "pre-aligned" if pre_aligned else "labels-only" if labels_only else "faces"
+    result = mf.build_manifest(dataset, protocol, aligned, labels=labels, source=source, folds=folds,
+                               seed=seed, val_fraction=val_fraction, options=options, fmt=fmt)
+    out = out or mf.default_manifest_path(dataset, protocol)
+    mf.write_manifest(result, out, dropped)
+    mf.print_summary(result.summary, out)
 
 
 def main() -> None:
