@@ -25,7 +25,7 @@ def _faces_csv(folder: Path, statuses: dict[str, str]) -> Path:
     rows = []
     for src, status in statuses.items():
         ok = status == "ok"
-        row = {c: "" for c in FACES.names()}
+        row: dict[str, object] = dict.fromkeys(FACES.names(), "")
         row.update(src=src, dst=aligned_relpath(src) if ok else "", status=status, n_faces=int(ok),
                    detector="hand", settings="x", src_bytes=1, src_mtime_ns=1,
                    error="" if ok else f"{status} here")
