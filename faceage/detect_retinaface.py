@@ -77,7 +77,8 @@ def decode(
     kps = centre[:, None, :] + landmarks[idx].reshape(-1, 5, 2) * VARIANCES[0] * size[:, None, :]
     keep = nms(boxes, scores[idx])
     xy = np.asarray(scale_xy, dtype=np.float32)
-    return to_faces(boxes[keep] * np.tile(xy, 2), scores[idx][keep], kps[keep] * xy)
+    # Box edges scale as they are; points are pixel positions, whose centres map as cv2.resize maps them.
+    return to_faces(boxes[keep] * np.tile(xy, 2), scores[idx][keep], (kps[keep] + 0.5) * xy - 0.5)
 
 
 def _model_source(model: str | Path | None) -> bytes | str:
