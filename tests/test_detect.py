@@ -3,7 +3,9 @@ the two backends agreeing; errors for bad models; thread counts honoured; `facea
 
 from __future__ import annotations
 
+import multiprocessing
 import re
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -208,6 +210,20 @@ def test_thread_count_is_honoured(scrfd_model: Path) -> None:
     scrfd.detect(np.zeros((64, 64, 3), dtype=np.uint8))  # builds insightface's fixed-size session
     sessions = [scrfd.session, *scrfd.net.resolution_sessions.values()]
     assert [s.get_session_options().intra_op_num_threads for s in sessions] == [3] * len(sessions)
+
+
+def _faces_in_worker(name: str, model: Path | None, image: np.ndarray) -> list[tuple[float, list[float]]]:
+    detector = make_detector(name, model=model, threads=1)
+    return [(f.score, f.kps.ravel().tolist()) for f in detector.detect(image)]
+
+
+def test_detectors_build_inside_a_spawned_worker(scrfd_model: Path, morph_images, retina_faces) -> None:
+    """The align runner builds one detector per process from make_detector's arguments; results match."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        retina = pool.submit(_faces_in_worker, "retinaface", None, morph_images[0]).result()
+        scrfd = pool.submit(_faces_in_worker, "insightface", scrfd_model, morph_images[0]).result()
+    assert len(retina) == 1 and len(scrfd) == 1
+    assert np.allclose(retina[0][1], retina_faces[0][0].kps.ravel(), atol=1e-3)
 
 
 def test_onnx_providers() -> None:
