@@ -52,11 +52,13 @@ def _load_timm_hub(backbone: nn.Module, name: str) -> str:
     location = cfg.get("hf_hub_id") or cfg.get("url") or cfg.get("file")
     if not location:
         raise FaceageError(f"--pretrained timm: timm has no pretrained weights for {name!r}. {OFFLINE_HINT}")
+    log.info("pretrained weights: fetching %s from the timm hub (offline, HF_HUB_OFFLINE=1 skips the "
+             "network retries)", location)
     try:
         timm.models.load_pretrained(backbone, num_classes=0)
     except Exception as exc:  # network, hub and cache errors come in many types; all mean "not available"
         raise FaceageError(f"--pretrained timm: could not fetch the hub weights of {name} ({location}): "
-                           f"{exc}. This needs internet access or the file in the Hugging Face cache. "
+                           f"{str(exc).rstrip('.')}. This needs internet access or the file in the Hugging Face cache. "
                            f"{OFFLINE_HINT}") from exc
     description = f"timm hub ({location})"
     log.info("pretrained weights: %s", description)
