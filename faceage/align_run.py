@@ -1,0 +1,221 @@
+"""`faceage align SRC DST`: align every image of a folder tree, in worker processes, resumably.
+
+The parent process plans the work, hands source paths to workers, and writes what they send back: each
+aligned crop atomically, then its row. faces.csv is rewritten atomically every few seconds and when the run
+ends for any reason (Ctrl-C included), so it always lists exactly the images whose outputs exist. Memory stays
+flat: images live only inside the worker handling them; the parent keeps one small row per image.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from faceage.align_one import AlignSettings, Row, align_image, empty_row
+from faceage.align_plan import (
+    Job,
+    Shard,
+    check_folders,
+    in_shard,
+    list_images,
+    make_jobs,
+    no_images,
+    output_names,
+    read_earlier,
+    reusable,
+    table_name,
+)
+from faceage.atomic import write_bytes_atomic, write_csv_atomic
+from faceage.console import console, log
+from faceage.detect import Detector, make_detector
+from faceage.schema import FACES
+
+STATUSES = ("ok", "no_face", "too_small", "unreadable", "too_large", "unsupported")
+_FLUSH_SECONDS = 5.0  # faces.csv is rewritten at most this often, and never for more than ~5% of the run time
+
+
+@dataclass
+class AlignSummary:
+    """What an align run did: rows in its table by status, how many it processed and reused, how fast."""
+
+    table: Path
+    counts: dict[str, int] = field(default_factory=dict)
+    processed: int = 0
+    reused: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def rate(self) -> float:
+        """Images processed per second of this run (reused rows excluded)."""
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
+
+
+def align_folder(
+    src: Path,
+    dst: Path,
+    settings: AlignSettings = AlignSettings(),  # noqa: B008 - frozen, so a shared default is safe
+    workers: int | None = None,
+    shard: Shard | None = None,
+    progress: bool = True,
+    limit: int | None = None,
+) -> AlignSummary:
+    """Align every image under `src` into `dst` and write its faces table; returns the run's summary.
+
+    `workers` defaults to every core; `shard` (i, n) restricts the run to its share and writes
+    faces.shard-i-of-n.csv; `limit` stops after that many newly processed images (a partial run).
+    """
+    started = time.perf_counter()
+    settings.check()
+    src, dst = check_folders(Path(src), Path(dst))
+    rels = list_images(src, skip=dst)
+    if not rels:
+        raise no_images(src)
+    names = output_names(rels, settings.fmt)
+    jobs = make_jobs(src, [r for r in rels if in_shard(r, shard)], names)
+    digest = settings.digest()
+    table = _Table(dst / table_name(shard))
+    earlier = read_earlier(dst, table.path.name)
+    todo: list[Job] = []
+    for job in jobs:
+        row = earlier.get(job.src)
+        if row is not None and reusable(row, job, digest, dst):
+            table.rows[job.src] = row
+        else:
+            todo.append(job)
+    todo = todo[:limit] if limit is not None else todo
+    summary = AlignSummary(table.path, reused=len(table.rows))
+    where = f"{src}{_shard_text(shard)}"
+    log.info(f"{len(jobs)} images in {where}: {summary.reused} already aligned, {len(todo)} to do")
+    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+    try:
+        with _progress(progress) as bar:
+            task = bar.add_task("align", total=len(todo))
+            for row, payload in _results(todo, src, settings, digest, workers):
+                if payload is not None:
+                    write_bytes_atomic(dst / str(row["dst"]), payload)
+                table.add(row)
+                summary.processed += 1
+                bar.advance(task)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        raise
+    finally:
+        table.flush()
+        summary.counts = dict(Counter(str(r["status"]) for r in table.rows.values()))
+        summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _shard_text(shard: Shard | None) -> str:
+    return "" if shard is None else f" (shard {shard[0]}/{shard[1]})"
+
+
+class _Table:
+    """The run's faces table: rows by source, rewritten atomically at intervals and at the end."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows: dict[str, Row] = {}
+        self._last = time.perf_counter()
+        self._interval = _FLUSH_SECONDS
+
+    def add(self, row: Row) -> None:
+        self.rows[str(row["src"])] = row
+        if time.perf_counter() - self._last >= self._interval:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        began = time.perf_counter()
+        df = pd.DataFrame([self.rows[k] for k in sorted(self.rows)], columns=FACES.names())
+        write_csv_atomic(df, self.path)
+        self._last = time.perf_counter()
+        # a table that takes long to write (millions of rows) is written less often: at most ~5% overhead
+        self._interval = max(_FLUSH_SECONDS, 20 * (self._last - began))
+
+
+def _progress(enabled: bool) -> Progress:
+    columns: list[ProgressColumn] = [
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(),
+        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+    ]
+    return Progress(*columns, console=console, disable=not enabled)
+
+
+class _Rate(ProgressColumn):
+    """Images per second over the run so far."""
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.elapsed or 0.0
+        rate = task.completed / elapsed if elapsed > 0 else 0.0
+        return Text(f"{rate:.1f} faces/s", style="progress.data.speed")
+
+
+def _results(
+    jobs: list[Job], src: Path, settings: AlignSettings, digest: str, workers: int
+) -> Iterator[tuple[Row, bytes | None]]:
+    """(row, encoded crop) for each job, from this process or from a pool of `workers` processes."""
+    if not jobs:
+        return
+    if workers == 1:
+        worker = _Worker(src, settings, digest)
+        for job in jobs:
+            yield worker(job)
+        return
+    context = multiprocessing.get_context("spawn")  # not fork: onnxruntime and rich's threads break under it
+    with context.Pool(workers, initializer=_init_worker, initargs=(src, settings, digest)) as pool:
+        yield from pool.imap_unordered(_work, jobs, chunksize=4)
+
+
+class _Worker:
+    """Aligns jobs with one detector (one onnxruntime thread), built on first use."""
+
+    def __init__(self, src: Path, settings: AlignSettings, digest: str) -> None:
+        self.src, self.settings, self.digest = src, settings, digest
+        self.detector: Detector | None = None
+
+    def __call__(self, job: Job) -> tuple[Row, bytes | None]:
+        if self.detector is None:
+            s = self.settings
+            self.detector = make_detector(s.detector, s.model, 1, s.device, s.score_threshold)
+        row = empty_row(job.src, self.settings, self.digest, job.src_bytes, job.src_mtime_ns)
+        return align_image(self.detector, self.src / job.src, row, self.settings, job.dst)
+
+
+_WORKER: _Worker | None = None
+
+
+def _init_worker(src: Path, settings: AlignSettings, digest: str) -> None:
+    global _WORKER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
+    _WORKER = _Worker(src, settings, digest)
+
+
+def _work(job: Job) -> tuple[Row, bytes | None]:
+    assert _WORKER is not None, "worker process not initialised"
+    return _WORKER(job)
