@@ -58,7 +58,8 @@ def _load_timm_hub(backbone: nn.Module, name: str) -> str:
         timm.models.load_pretrained(backbone, num_classes=0)
     except Exception as exc:  # network, hub and cache errors come in many types; all mean "not available"
         raise FaceageError(f"--pretrained timm: could not fetch the hub weights of {name} ({location}): "
-                           f"{str(exc).rstrip('.')}. This needs internet access or the file in the Hugging Face cache. "
+                           f"{str(exc).rstrip('.')}. This needs internet access or the file in the Hugging "
+                           "Face cache. "
                            f"{OFFLINE_HINT}") from exc
     description = f"timm hub ({location})"
     log.info("pretrained weights: %s", description)
