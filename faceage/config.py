@@ -7,6 +7,7 @@ continued with nothing but its folder, and a flag that would change the result o
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -23,6 +24,7 @@ PATH_FIELDS = ("manifest", "images", "out")
 # Settings that do not change what a run computes: a resumed run may use other values.
 RUNTIME_FIELDS = frozenset({"device", "workers", "compile", "out"})
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+_KIND_WORDS = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and optional):
         if optional:
             return None
-        raise FaceageError(f"{source}: '{name}' may not be empty; give a {kind.__name__}.")
+        raise FaceageError(f"{source}: '{name}' may not be empty; give {_KIND_WORDS[kind]}.")
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -101,9 +103,9 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     elif kind is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-    elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+    elif isinstance(value, (str, int, float, os.PathLike)) and not isinstance(value, bool):
         return str(value)
-    raise FaceageError(f"{source}: '{name}' must be a {kind.__name__}, not {value!r}; fix the value.")
+    raise FaceageError(f"{source}: '{name}' must be {_KIND_WORDS[kind]}, not {value!r}; fix the value.")
 
 
 def _check(cfg: TrainConfig, source: str) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from rich.table import Table
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -28,7 +29,7 @@ from faceage.errors import FaceageError
 from faceage.loop import EpochProgress, epoch_mae, predict, stop_on_ctrl_c, train_epoch
 from faceage.losses import make_loss
 from faceage.manifest import read_manifest
-from faceage.metrics import FoldStats, per_fold
+from faceage.metrics import FoldStats, per_fold, summarize_folds
 from faceage.model import AgeModel, build_model
 from faceage.optim import make_optimizer, make_scheduler
 from faceage.protocols import FoldSplit, fold_ids, split_for_fold
@@ -45,6 +46,21 @@ class TrainResult:
 
     run_dir: str
     folds: list[FoldStats]
+
+
+def results_table(result: TrainResult) -> Table:
+    """Per-fold test MAE and CS@5, then their mean ± std across folds."""
+    table = Table(title=f"test folds of {result.run_dir}")
+    for name in ("fold", "images", "MAE", "CS@5"):
+        table.add_column(name, justify="right")
+    for f in result.folds:
+        table.add_row(str(f.fold), str(f.n), f"{f.mae:.3f}", f"{f.cs5:.3f}")
+    if len(result.folds) > 1:
+        s = summarize_folds(result.folds)
+        n = str(sum(f.n for f in result.folds))
+        mae, cs5 = f"{s.mae_mean:.3f} ± {s.mae_std:.3f}", f"{s.cs5_mean:.3f} ± {s.cs5_std:.3f}"
+        table.add_row("mean ± std", n, mae, cs5, style="bold")
+    return table
 
 
 @dataclass

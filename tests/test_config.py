@@ -1,0 +1,130 @@
+"""The train config: paper defaults, defaults < recipe < flags, checks, recipes, and resume's refusals."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import timm
+import yaml
+
+from faceage.config import TrainConfig, load_saved_config, resolve_config, resume_conflicts
+from faceage.errors import FaceageError
+from faceage.runs import resolve_run_config
+
+PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
+
+
+def _recipe(tmp_path: Path, settings: dict[str, object], name: str = "recipe.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    return path
+
+
+def test_defaults_are_the_papers_settings() -> None:
+    cfg = TrainConfig()
+    assert (cfg.lr, cfg.momentum, cfg.batch_size) == (0.001, 0.9, 64)
+    assert (cfg.schedule, cfg.step_size, cfg.gamma) == ("step", 15, 0.1)
+    assert (cfg.img_size, cfg.resize) == (224, 256)
+    assert (cfg.loss, cfg.lambda1, cfg.lambda2) == ("mv", 0.2, 0.05)
+
+
+def test_precedence_defaults_then_recipe_then_flags(tmp_path: Path) -> None:
+    recipe = _recipe(tmp_path, {"backbone": "resnet50", "lr": 0.01, "epochs": 12, "batch-size": 32})
+    cfg = resolve_config(recipe, {"lr": 0.05, "epochs": None, "out": tmp_path / "run"})
+    assert cfg.backbone == "resnet50"  # recipe over default
+    assert cfg.lr == 0.05  # flag over recipe
+    assert cfg.epochs == 12  # a flag left at None is not given
+    assert cfg.batch_size == 32  # hyphenated keys are accepted
+    assert cfg.momentum == 0.9  # default where neither says
+    assert cfg.out == str((tmp_path / "run").absolute())
+    assert cfg.manifest == str(Path("manifests/morph2/se.csv").absolute())
+
+
+def test_default_run_folder_and_manifest_follow_dataset_protocol_backbone_loss(tmp_path: Path) -> None:
+    cfg = resolve_config(None, {"dataset": "fgnet", "protocol": "lopo", "backbone": "resnet50", "loss": "l2"})
+    assert Path(cfg.manifest or "").parts[-3:] == ("manifests", "fgnet", "lopo.csv")
+    assert Path(cfg.out or "").parts[-2:] == ("runs", "fgnet-lopo-resnet50-l2")
+
+
+def test_recipe_none_means_random_init(tmp_path: Path) -> None:
+    assert resolve_config(_recipe(tmp_path, {"pretrained": None})).pretrained is None
+    assert resolve_config(None, {"pretrained": "none"}).pretrained is None
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"learning_rate": 0.1}, "unknown setting 'learning_rate'"),
+        ({"epochs": "ten"}, "'epochs' must be a whole number"),
+        ({"epochs": 2.5}, "'epochs' must be a whole number"),
+        ({"compile": "yes"}, "'compile' must be true or false"),
+        ({"loss": "huber"}, "loss must be one of mv, softmax, l2"),
+        ({"schedule": "poly"}, "schedule must be one of step, cosine"),
+        ({"img_size": 300}, "img_size (the crop, 300) may not exceed resize (256)"),
+        ({"lr": 0}, "lr must be positive"),
+        ({"device": "tpu"}, "device must be auto, cpu, cuda or cuda:N"),
+        ({"backbone": None}, "'backbone' may not be empty"),
+    ],
+)
+def test_bad_recipe_values_are_refused_naming_the_file(tmp_path: Path, settings: dict, message: str) -> None:
+    recipe = _recipe(tmp_path, settings)
+    with pytest.raises(FaceageError) as err:
+        resolve_config(recipe)
+    assert message in str(err.value)
+    assert str(recipe) in str(err.value)
+
+
+def test_a_recipe_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "list.yaml"
+    path.write_text("- lr\n- 0.1\n", encoding="utf-8")
+    with pytest.raises(FaceageError, match="must be a mapping"):
+        resolve_config(path)
+    with pytest.raises(FaceageError, match="no such recipe"):
+        resolve_config(tmp_path / "missing.yaml")
+
+
+def test_saved_config_round_trips(tmp_path: Path) -> None:
+    flags = {"backbone": "resnet50", "fold": 2, "out": tmp_path / "run", "pretrained": "none"}
+    cfg = resolve_config(None, flags)
+    path = tmp_path / "config.yaml"
+    path.write_text(cfg.to_yaml(), encoding="utf-8")
+    assert load_saved_config(path) == cfg
+
+
+def test_every_recipe_loads_into_a_valid_config() -> None:
+    recipes = sorted(PIPELINES.glob("*.yaml"))
+    assert len(recipes) >= 11
+    seen = set()
+    for recipe in recipes:
+        cfg = resolve_config(recipe)
+        assert timm.is_model(cfg.backbone), recipe
+        seen.add((cfg.dataset, cfg.protocol, cfg.backbone, cfg.loss))
+    experiments = [("morph2", "rs"), ("morph2", "se"), ("fgnet", "lopo"), ("clap2016", "official")]
+    for dataset, protocol in experiments:
+        for backbone in ("vgg16_bn", "resnet50"):
+            assert (dataset, protocol, backbone, "mv") in seen
+    assert {("morph2", "se", "vgg16_bn", "softmax"), ("morph2", "se", "vgg16_bn", "l2")} <= seen
+
+
+def test_resume_may_add_epochs_under_step_but_not_change_results() -> None:
+    saved = TrainConfig(epochs=4)
+    assert resume_conflicts(dataclasses.replace(saved, epochs=8, device="cpu", workers=3), saved) == []
+    assert resume_conflicts(dataclasses.replace(saved, epochs=2), saved) == ["epochs: 4 → 2"]
+    assert resume_conflicts(dataclasses.replace(saved, lr=0.1), saved) == ["lr: 0.001 → 0.1"]
+    cosine = TrainConfig(epochs=4, schedule="cosine")
+    assert resume_conflicts(dataclasses.replace(cosine, epochs=8), cosine) == ["epochs: 4 → 8"]
+
+
+def test_an_existing_run_needs_resume_and_keeps_its_settings(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    first = resolve_run_config(None, {"out": run, "lr": 0.01, "backbone": "resnet50"}, resume=False)
+    run.mkdir()
+    (run / "config.yaml").write_text(first.to_yaml(), encoding="utf-8")
+    with pytest.raises(FaceageError, match="already holds a run"):
+        resolve_run_config(None, {"out": run, "lr": 0.01, "backbone": "resnet50"}, resume=False)
+    assert resolve_run_config(None, {"out": run}, resume=True) == first  # the folder alone is enough
+    with pytest.raises(FaceageError, match=r"lr: 0.01 → 0.5"):
+        resolve_run_config(None, {"out": run, "lr": 0.5}, resume=True)
+    assert resolve_run_config(None, {"out": run, "epochs": 40}, resume=True).epochs == 40
