@@ -28,6 +28,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
 from rich.text import Text
 
 from faceage.align_one import AlignSettings, Row, align_image, empty_row
@@ -219,3 +220,18 @@ def _init_worker(src: Path, settings: AlignSettings, digest: str) -> None:
 def _work(job: Job) -> tuple[Row, bytes | None]:
     assert _WORKER is not None, "worker process not initialised"
     return _WORKER(job)
+
+
+def summary_table(summary: AlignSummary) -> Table:
+    """The closing summary: rows of the table by status (ok first, then each failure reason)."""
+    table = Table(title=f"faceage align → {summary.table}", title_justify="left", min_width=72)
+    table.add_column("status")
+    table.add_column("images", justify="right")
+    for status in sorted(summary.counts, key=lambda s: (STATUSES.index(s) if s in STATUSES else 99, s)):
+        table.add_row(status, str(summary.counts[status]), style="green" if status == "ok" else None)
+    table.add_row("total", str(summary.total), style="bold")
+    table.caption = (
+        f"{summary.processed} processed at {summary.rate:.1f} faces/s, {summary.reused} reused "
+        f"from an earlier run, {summary.seconds:.1f} s" + (" (interrupted)" if summary.interrupted else "")
+    )
+    return table

@@ -44,6 +44,43 @@ def _root(
 # Stage commands are added below, one function each.
 
 
+@app.command("align")
+def align_command(
+    src: Annotated[Path, typer.Argument(help="Folder of images, walked recursively (never modified).")],
+    dst: Annotated[Path, typer.Argument(help="Output folder: DST/<relative path>.jpg and DST/faces.csv.")],
+    detector: Annotated[str, typer.Option(
+        "--detector", help="retinaface (bundled, offline) or insightface (SCRFD, needs --model).",
+    )] = "retinaface",
+    model: Annotated[Path | None, typer.Option(
+        "--model", help="Detector ONNX file, or an insightface model-pack folder.")] = None,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", "-j", help="Worker processes, one detector thread each.", show_default="all cores",
+    )] = None,
+    fmt: Annotated[str, typer.Option("--format", help="Output format: jpg or png.")] = "jpg",
+    size: Annotated[int, typer.Option("--size", help="Side of the square aligned crop, px.")] = 256,
+    keep: Annotated[str, typer.Option(
+        "--keep", help="Face kept when there are several: largest (box area) or best (score).")] = "largest",
+    min_face: Annotated[float, typer.Option(
+        "--min-face", help="A kept face whose box's shorter side is below this (source px) is too_small.",
+    )] = 32.0,
+    score_threshold: Annotated[float, typer.Option(
+        "--score-threshold", help="Detector confidence a face needs, 0..1.")] = 0.5,
+    shard: Annotated[str | None, typer.Option(
+        "--shard", help="i/n: align only share i of n (by a hash of the path), into faces.shard-i-of-n.csv; "
+        "a later run without --shard merges the shards into faces.csv.")] = None,
+    quality: Annotated[int, typer.Option("--quality", help="JPEG quality, 1..100.")] = 95,
+) -> None:
+    """Detect five landmarks, align each image's face to a square crop, and list every image in faces.csv."""
+    from faceage.align_one import AlignSettings
+    from faceage.align_plan import parse_shard
+    from faceage.align_run import align_folder, summary_table
+
+    settings = AlignSettings(detector, None if model is None else str(model), size, fmt, quality,
+                             keep, min_face, score_threshold)  # type: ignore[arg-type]
+    summary = align_folder(src, dst, settings, workers=workers, shard=parse_shard(shard))
+    console.print(summary_table(summary))
+
+
 @app.command("eval")
 def eval_command(
     inputs: Annotated[list[Path] | None, typer.Argument(
