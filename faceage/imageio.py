@@ -46,7 +46,7 @@ def is_image_name(name: str) -> bool:
 
 
 def load_rgb(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decode `path` to an upright H×W×3 uint8 RGB array; raise ImageLoadError with a status otherwise."""
+    """Decode `path` to an upright, writable H×W×3 uint8 RGB array; raise ImageLoadError otherwise."""
     path = Path(path)
     try:
         with path.open("rb") as fh, warnings.catch_warnings():
@@ -132,4 +132,4 @@ def _to_rgb(im: Image.Image, path: Path) -> np.ndarray:
         im = Image.alpha_composite(white, im)
     if im.mode != "RGB":
         im = im.convert("RGB")
-    return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
+    return np.array(im, dtype=np.uint8)  # a writable copy (Pillow's own buffer view is read-only)

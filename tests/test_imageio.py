@@ -52,7 +52,7 @@ def _png_header_only(path: Path, width: int, height: int) -> Path:
 def test_awkward_images_load_as_upright_rgb(bad_inputs_dir: Path, name: str, size: tuple[int, int]) -> None:
     image = load_rgb(bad_inputs_dir / name)
     assert image.dtype == np.uint8 and image.shape == (*size, 3)
-    assert image.flags["C_CONTIGUOUS"]
+    assert image.flags["C_CONTIGUOUS"] and image.flags["WRITEABLE"]
     assert 40 < image.mean() < 220  # a photo, not a black or white page
 
 
