@@ -241,6 +241,79 @@ def train_command(
     console.print(results_table(result))
 
 
+@app.command("predict")
+def predict_command(
+    model: Annotated[Path, typer.Argument(
+        help="Run folder (its folds' distributions averaged), a fold's best.pt/last.pt, or an exported "
+             ".onnx.",
+        show_default=False)],
+    images: Annotated[list[Path], typer.Argument(
+        help="Image files and folders (walked recursively).", show_default=False)],
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Write every row to this .csv or .json.")] = None,
+    draw: Annotated[Path | None, typer.Option(
+        "--draw", help="Folder for copies of the images with each box and 'age ± std' drawn.")] = None,
+    fold: Annotated[int | None, typer.Option("--fold", help="Only this fold of a run folder.")] = None,
+    detector: Annotated[str | None, typer.Option(
+        "--detector", help="retinaface or insightface (default: as the run's faces.csv, else retinaface).",
+        show_default=False)] = None,
+    detector_model: Annotated[Path | None, typer.Option(
+        "--model", help="Detector model file or pack, as for `faceage align`.")] = None,
+    size: Annotated[int | None, typer.Option(
+        "--size", help="Aligned crop side (default: as the run's aligned faces, else 256).",
+        show_default=False)] = None,
+    min_face: Annotated[float | None, typer.Option(
+        "--min-face", help="Faces with a shorter box side (px) are listed as too_small (default 32).",
+        show_default=False)] = None,
+    score_threshold: Annotated[float, typer.Option(
+        "--score-threshold", help="Detector confidence a face needs.")] = 0.5,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    threads: Annotated[int, typer.Option("--threads", help="Detector (onnxruntime) threads.")] = 1,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Faces per model call.")] = 32,
+) -> None:
+    """Age ± std of every face in the images: detect, align as training did, predict; failures listed."""
+    from faceage import predict as pr
+    from faceage.inference import load_estimator
+
+    if out is not None:
+        pr.check_out(out)
+    estimator = load_estimator(model, fold=fold, device=device, threads=threads)
+    options = pr.PredictOptions(detector, None if detector_model is None else str(detector_model), size,
+                                min_face, score_threshold, threads, device, batch_size)
+    result = pr.predict_images(estimator, images, options, draw_dir=draw)
+    console.print(pr.predictions_table(result.table))
+    for line in pr.failures(result.table):
+        console.print(f"[yellow]{escape(line)}[/]", highlight=False)
+    if out is not None:
+        pr.write_predictions(result.table, out)
+        console.print(f"wrote {escape(str(out))}", highlight=False)
+    if draw is not None:
+        console.print(f"drew {len(result.drawn)} images into {escape(str(draw))}", highlight=False)
+    if result.read == 0:
+        console.print(f"[bold red]none of the {result.images} images could be read[/]", highlight=False)
+        raise typer.Exit(1)
+
+
+@app.command("export")
+def export_command(
+    run: Annotated[Path, typer.Argument(
+        help="Run folder (its folds averaged into one graph) or a fold's checkpoint.", show_default=False)],
+    onnx: Annotated[Path, typer.Option("--onnx", help="The .onnx file to write.", show_default=False)],
+    fold: Annotated[int | None, typer.Option("--fold", help="Only this fold of a run folder.")] = None,
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset.")] = 18,
+    faces: Annotated[Path | None, typer.Option(
+        "--faces", help="Aligned faces for the parity check (default: the run's aligned folder).")] = None,
+) -> None:
+    """The model as ONNX (dynamic batch; probs, mean, std), checked against torch in onnxruntime."""
+    from faceage.export import PARITY_TOLERANCE, export_onnx
+
+    result = export_onnx(run, onnx, fold=fold, opset=opset, faces=faces)
+    cuda = "" if result.cuda_max_abs_diff is None else f", CUDA {result.cuda_max_abs_diff:.1e}"
+    console.print(f"wrote {escape(str(result.path))} (folds {list(result.info.folds)}); onnxruntime vs torch "
+                  f"on {result.faces} aligned faces: max |Δ| CPU {result.max_abs_diff:.1e}{cuda} "
+                  f"(limit {PARITY_TOLERANCE:g})", highlight=False)
+
+
 def main() -> None:
     """Entry point of the console script: user errors print one clear message and exit 2."""
     try:

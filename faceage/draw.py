@@ -1,0 +1,81 @@
+"""Copies of the input photos with each face's box and "age ± std" drawn on them (the inputs stay untouched).
+
+Drawn files go under one folder, named by the image's path below the inputs' common folder with the
+extension replaced by .jpg (align's collision rule: `x.png` next to `x.jpg` becomes `x.png.jpg`).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from faceage.align_plan import output_names
+from faceage.atomic import write_bytes_atomic
+from faceage.errors import FaceageError
+
+BOX_COLOUR = (255, 64, 32)
+TEXT_COLOUR = (255, 255, 255)
+JPEG_QUALITY = 92
+
+
+@dataclass(frozen=True)
+class Mark:
+    """One face to draw: its box (x1, y1, x2, y2, image pixels) and its label."""
+
+    box: tuple[float, float, float, float]
+    label: str
+
+
+def age_label(pred: float, std: float) -> str:
+    """The text drawn above a face: rounded age ± std in years."""
+    return f"{pred:.0f} ± {std:.1f}"
+
+
+def draw_marks(image: np.ndarray, marks: Sequence[Mark]) -> Image.Image:
+    """A copy of the RGB `image` with every box outlined and its label on a filled strip above it."""
+    canvas = Image.fromarray(image).copy()
+    draw = ImageDraw.Draw(canvas)
+    side = min(canvas.size)
+    width = max(2, round(side / 150))
+    font = ImageFont.load_default(size=max(12, round(side / 25)))
+    for mark in marks:
+        x1, y1, x2, y2 = (float(v) for v in mark.box)
+        draw.rectangle((x1, y1, x2, y2), outline=BOX_COLOUR, width=width)
+        left, top, right, bottom = draw.textbbox((0, 0), mark.label, font=font)
+        text_w, text_h = right - left, bottom - top
+        pad = max(2, width)
+        # above the box when there is room, else inside its top edge
+        y0 = y1 - text_h - 2 * pad if y1 - text_h - 2 * pad >= 0 else y1
+        draw.rectangle((x1, y0, x1 + text_w + 2 * pad, y0 + text_h + 2 * pad), fill=BOX_COLOUR)
+        draw.text((x1 + pad - left, y0 + pad - top), mark.label, fill=TEXT_COLOUR, font=font)
+    return canvas
+
+
+def draw_targets(images: Sequence[Path], out_dir: Path) -> dict[Path, Path]:
+    """Where each image's drawn copy goes under `out_dir`; refuses any target that is one of the inputs."""
+    if not images:
+        return {}
+    absolute = [p.expanduser().absolute() for p in images]
+    root = Path(os.path.commonpath([p.parent for p in absolute]))
+    rels = {p.relative_to(root).as_posix(): original for p, original in zip(absolute, images, strict=True)}
+    names = output_names(list(rels), "jpg")
+    targets = {rels[rel]: out_dir / name for rel, name in names.items()}
+    inputs = {p.resolve() for p in absolute}
+    for source, target in targets.items():
+        if target.resolve() in inputs:
+            raise FaceageError(f"--draw {out_dir}: the drawn copy of {source} would overwrite the input "
+                               f"{target}; choose a --draw folder apart from the images.")
+    return targets
+
+
+def save_drawn(image: np.ndarray, marks: Sequence[Mark], target: Path) -> None:
+    """Draw `marks` on a copy of `image` and write it to `target` as JPEG, atomically."""
+    buffer = io.BytesIO()
+    draw_marks(image, marks).save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    write_bytes_atomic(target, buffer.getvalue())
