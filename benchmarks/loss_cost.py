@@ -60,8 +60,8 @@ def compare_losses(backbone: str, batch: int, size: int, device: torch.device, r
     times: dict[str, list[float]] = {name: [] for name in losses}
     for name in losses:  # warm-up
         step(name)
-    for _ in range(rounds):
-        for name in losses:
+    for r in range(rounds):
+        for name in (("mv", "softmax") if r % 2 == 0 else ("softmax", "mv")):  # neither always goes first
             times[name] += [time_call(functools.partial(step, name), device) for _ in range(steps)]
     return times
 
@@ -103,7 +103,9 @@ def main() -> None:
         f"({'bf16 autocast' if autocast else 'fp32'}, {torch.get_num_threads()} CPU threads), "
         f"forward + backward, median of {len(times['mv'])} steps each:")
     for name, seconds in med.items():
-        say(f"  {name:8s} {seconds * 1e3:9.1f} ms/batch  {args.batch / seconds:8.1f} img/s")
+        q1, _, q3 = statistics.quantiles(times[name], n=4)
+        say(f"  {name:8s} {seconds * 1e3:9.1f} ms/batch  {args.batch / seconds:8.1f} img/s  "
+            f"(quartiles {q1 * 1e3:.1f}–{q3 * 1e3:.1f} ms)")
     say(f"  mv / softmax step time: {med['mv'] / med['softmax']:.3f}")
     alone = loss_only(args.batch, device)
     say(f"  the loss alone (fwd + bwd on the logits): mv {alone['mv'] * 1e6:.0f} µs, "
