@@ -1,16 +1,16 @@
 """Copies of the input photos with each face's box and "age ± std" drawn on them (the inputs stay untouched).
 
-Drawn files go under one folder, named by the image's path below the inputs' common folder with the
-extension replaced by .jpg (align's collision rule: `x.png` next to `x.jpg` becomes `x.png.jpg`).
+Drawn files go under one folder, named by the image's path below the folder given (a file given: its name),
+with the extension replaced by .jpg (align's collision rule: `x.png` next to `x.jpg` becomes `x.png.jpg`;
+the same name under two inputs: `x~2.jpg`).
 """
 
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -57,16 +57,19 @@ def draw_marks(image: np.ndarray, marks: Sequence[Mark]) -> Image.Image:
     return canvas
 
 
-def draw_targets(images: Sequence[Path], out_dir: Path) -> dict[Path, Path]:
-    """Where each image's drawn copy goes under `out_dir`; refuses any target that is one of the inputs."""
-    if not images:
-        return {}
-    absolute = [p.expanduser().absolute() for p in images]
-    root = Path(os.path.commonpath([p.parent for p in absolute]))
-    rels = {p.relative_to(root).as_posix(): original for p, original in zip(absolute, images, strict=True)}
-    names = output_names(list(rels), "jpg")
-    targets = {rels[rel]: out_dir / name for rel, name in names.items()}
-    inputs = {p.resolve() for p in absolute}
+def draw_targets(images: dict[Path, str], out_dir: Path) -> dict[Path, Path]:
+    """Where each image's drawn copy goes under `out_dir`, from its relative name (`collect_images`);
+    refuses any target that is one of the inputs."""
+    rels: dict[str, Path] = {}
+    for image, rel in images.items():
+        name, n = rel, 1
+        while name.casefold() in {r.casefold() for r in rels}:  # the same name under two inputs
+            n += 1
+            path = PurePosixPath(rel)
+            name = str(path.with_name(f"{path.stem}~{n}{path.suffix}"))
+        rels[name] = image
+    targets = {rels[rel]: out_dir / name for rel, name in output_names(list(rels), "jpg").items()}
+    inputs = {p.expanduser().resolve() for p in images}
     for source, target in targets.items():
         if target.resolve() in inputs:
             raise FaceageError(f"--draw {out_dir}: the drawn copy of {source} would overwrite the input "

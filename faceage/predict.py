@@ -97,22 +97,23 @@ def alignment_for(info: ModelInfo, options: PredictOptions) -> AlignSettings:
     return settings
 
 
-def collect_images(inputs: Sequence[Path], skip: Path | None = None) -> list[Path]:
-    """Image files given directly, plus every image file under the folders given (sorted), without repeats."""
-    found: list[Path] = []
+def collect_images(inputs: Sequence[Path], skip: Path | None = None) -> dict[Path, str]:
+    """Image files given directly (→ their name), and every image file under the folders given (sorted; →
+    their path below that folder), without repeats; `skip` is a folder not to walk (the --draw output)."""
+    found: dict[Path, str] = {}
     for item in inputs:
         path = Path(item).expanduser()
         if path.is_dir():
-            found.extend(path / rel for rel in list_images(path, skip=skip.resolve() if skip else None))
+            for rel in list_images(path, skip=skip.resolve() if skip else None):
+                found.setdefault(path / rel, rel)
         elif path.is_file():
-            found.append(path)
+            found.setdefault(path, path.name)
         else:
             raise FaceageError(f"{path}: no such file or folder; pass image files or folders of images.")
-    unique = list(dict.fromkeys(found))
-    if not unique:
+    if not found:
         raise FaceageError(f"no image files in {', '.join(map(str, inputs))}; pass image files or folders "
                            f"holding .jpg/.png/… images.")
-    return unique
+    return found
 
 
 @dataclass
@@ -135,8 +136,9 @@ def predict_images(
     """Predict every face in the images under `inputs`; with `draw_dir`, write drawn copies there."""
     if options.batch_size < 1:
         raise FaceageError(f"--batch-size {options.batch_size}: give at least 1.")
-    images = collect_images(inputs, skip=draw_dir)
-    targets = draw_targets(images, draw_dir) if draw_dir is not None else {}
+    named = collect_images(inputs, skip=draw_dir)
+    targets = draw_targets(named, draw_dir) if draw_dir is not None else {}
+    images = list(named)
     settings = alignment_for(estimator.info, options)
     detector = make_detector(settings.detector, settings.model, options.threads, options.device,
                              settings.score_threshold)

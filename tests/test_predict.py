@@ -1,0 +1,243 @@
+"""`faceage predict` on real MORPH photos, with a small model trained by the real pipeline (align → manifest →
+train).
+
+The run is built once per session (`trained_run`, shared with test_export.py): 40 MORPH photos aligned at
+128 px by `align_folder`, an RS manifest with two folds by `build_manifest`, and one epoch of a tiny timm
+backbone per fold by `run_training`, so the run folder has exactly the format train writes.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from faceage.align_one import AlignSettings
+from faceage.align_run import align_folder
+from faceage.cache import decode_image
+from faceage.cli import app
+from faceage.config import resolve_config
+from faceage.errors import FaceageError
+from faceage.inference import load_estimator, preprocess
+from faceage.manifest import build_manifest, write_manifest
+from faceage.predict import FACE_PREDICTIONS, PredictOptions, alignment_for, predict_images
+from faceage.schema import read_table
+from faceage.train import run_training
+
+N_PHOTOS = 40
+ALIGN_SIZE = 128  # not align's default 256: predict must read it from the run's faces.csv
+
+
+@functools.cache
+def _build_run(base: Path, morph_images: Path) -> Path:
+    """Align, build a 2-fold RS manifest, train one epoch per fold; returns the run folder."""
+    raw, aligned = base / "raw", base / "aligned"
+    raw.mkdir(parents=True)
+    for photo in sorted(morph_images.glob("*.JPG"))[:N_PHOTOS]:
+        (raw / photo.name).symlink_to(photo)  # the data stays in ../shared; only links here
+    align_folder(raw, aligned, AlignSettings(size=ALIGN_SIZE), workers=1, progress=False)
+    result = build_manifest("morph2", "rs", aligned, folds=2, val_fraction=0.0)
+    write_manifest(result, base / "rs.csv")
+    # a batch size dividing every fold (evaluation batches are then full)
+    batch = math.gcd(*result.manifest["fold"].value_counts().tolist())
+    cfg = resolve_config(None, dict(manifest=str(base / "rs.csv"), images=str(aligned), protocol="rs",
+                                    backbone="test_resnet", loss="mv", pretrained="none", epochs=1,
+                                    batch_size=min(batch, 10), lr=0.05, img_size=56, resize=64, device="cpu",
+                                    workers=1, out=str(base / "run")))
+    run_training(cfg)
+    return base / "run"
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory, morph_dir: Path) -> Path:
+    return _build_run(tmp_path_factory.getbasetemp() / "predict-run", morph_dir / "images")
+
+
+@pytest.fixture(scope="module")
+def photos(morph_dir: Path) -> list[Path]:
+    """Real MORPH photos the model never saw."""
+    return sorted((morph_dir / "images").glob("*.JPG"))[N_PHOTOS:N_PHOTOS + 6]
+
+
+@pytest.fixture(scope="module")
+def two_faces(tmp_path_factory: pytest.TempPathFactory, photos: list[Path]) -> Path:
+    """Two real photos side by side in one image."""
+    left, right = (np.asarray(Image.open(p).convert("RGB").resize((200, 240))) for p in photos[:2])
+    path = tmp_path_factory.mktemp("two") / "pair.png"
+    Image.fromarray(np.hstack([left, right])).save(path)
+    return path
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_same_model_and_preprocessing_as_training(trained_run: Path) -> None:
+    """Fold 0 rebuilt from its checkpoint, fed training's cache decode of its test faces, reproduces the
+    distributions and means train wrote for that fold."""
+    written = pd.read_csv(trained_run / "fold0" / "predictions.csv")
+    dists = np.load(trained_run / "fold0" / "distributions.npz")
+    estimator = load_estimator(trained_run, fold=0, device="cpu")
+    aligned = Path(str(estimator.info.aligned))
+    crops = [decode_image(aligned / p, estimator.info.resize) for p in written["path"]]
+    ages = estimator.estimate(preprocess(crops, estimator.info))
+    assert ages.probs is not None
+    assert list(dists["path"]) == list(written["path"])
+    np.testing.assert_allclose(ages.probs, dists["probs"].astype(np.float64), atol=2e-3)  # stored as float16
+    np.testing.assert_allclose(ages.mean, written["mean"], atol=1e-3)
+    np.testing.assert_allclose(ages.std, written["std"], atol=1e-3)
+    np.testing.assert_array_equal(ages.pred, written["pred"])
+    # a 128-px crop resized to 64: the same pixels either way
+    full = [np.asarray(Image.open(aligned / p).convert("RGB")) for p in written["path"]]
+    assert full[0].shape == (ALIGN_SIZE, ALIGN_SIZE, 3)
+    np.testing.assert_allclose(preprocess(full, estimator.info), preprocess(crops, estimator.info), atol=1e-6)
+
+
+def test_alignment_follows_the_run(trained_run: Path) -> None:
+    info = load_estimator(trained_run, device="cpu").info
+    settings = alignment_for(info, PredictOptions())
+    assert (settings.detector, settings.size) == ("retinaface", ALIGN_SIZE)
+    assert alignment_for(info, PredictOptions(size=256, min_face=10)).size == 256
+
+
+def test_fold_average_is_the_mean_of_the_folds(trained_run: Path) -> None:
+    both = load_estimator(trained_run, device="cpu")
+    folds = [load_estimator(trained_run, fold=k, device="cpu") for k in (0, 1)]
+    assert both.info.folds == (0, 1) and [f.info.folds for f in folds] == [(0,), (1,)]
+    aligned = Path(str(both.info.aligned))
+    x = preprocess([decode_image(f, 64) for f in sorted(aligned.glob("*.jpg"))[:8]], both.info)
+    avg, (p0, p1) = both.estimate(x), (f.estimate(x) for f in folds)
+    assert avg.probs is not None and p0.probs is not None and p1.probs is not None
+    assert np.abs(p0.probs - p1.probs).max() > 1e-3  # the folds really differ
+    np.testing.assert_allclose(avg.probs, (p0.probs + p1.probs) / 2, atol=1e-6)
+    ages = np.arange(101)
+    mean = avg.probs @ ages
+    std = np.sqrt((avg.probs * (ages[None, :] - mean[:, None]) ** 2).sum(axis=1))
+    np.testing.assert_allclose(avg.mean, mean, atol=1e-4)
+    np.testing.assert_allclose(avg.std, std, atol=1e-4)
+    np.testing.assert_array_equal(avg.pred, np.floor(mean + 0.5))
+
+
+def test_checkpoint_files_load_alone(trained_run: Path) -> None:
+    """best.pt carries its settings; last.pt takes them from the run's config.yaml."""
+    x = preprocess([decode_image(f, 64) for f in sorted((trained_run.parent / "aligned").glob("*.jpg"))[:4]],
+                   load_estimator(trained_run, fold=1, device="cpu").info)
+    fold1 = load_estimator(trained_run, fold=1, device="cpu").estimate(x)
+    for name in ("best.pt", "last.pt"):
+        alone = load_estimator(trained_run / "fold1" / name, device="cpu")
+        assert alone.info.folds == (1,) and alone.info.img_size == 56 and alone.info.resize == 64
+        np.testing.assert_allclose(alone.estimate(x).mean, fold1.mean, atol=1e-5)  # one epoch: best = last
+
+
+def test_every_face_of_real_photos(trained_run: Path, photos: list[Path], two_faces: Path,
+                                   tmp_path: Path) -> None:
+    estimator = load_estimator(trained_run, device="cpu")
+    before = {p: _digest(p) for p in [*photos, two_faces]}
+    result = predict_images(estimator, [*photos, two_faces], PredictOptions(batch_size=4),
+                            draw_dir=tmp_path / "drawn", progress=False)
+    table = result.table
+    assert result.images == result.read == len(photos) + 1
+    assert (table["status"] == "ok").all()
+    per_image = table.groupby("path")["face"].apply(list)
+    assert all(per_image[str(p)] == [0] for p in photos)
+    pair = table[table["path"] == str(two_faces)].sort_values("box_x1")
+    assert list(pair["face"].sort_values()) == [0, 1]
+    assert pair["box_x2"].iloc[0] < 200 < pair["box_x1"].iloc[1]  # one face in each half
+    assert (table["score"] > 0.5).all() and (table["box_x2"] > table["box_x1"]).all()
+    np.testing.assert_array_equal(table["pred"], np.floor(table["mean"] + 0.5))
+    assert ((table["mean"] > 0) & (table["mean"] < 100) & (table["std"] > 0)).all()
+    assert table["mean"].std() > 0.01  # a trained model: faces get different ages
+    # the same photo's face aligned by the align stage (saved as JPEG) gets nearly the same age
+    aligned = Path(str(estimator.info.aligned))
+    same = [p for p in sorted((trained_run.parent / "raw").iterdir())][:3]
+    again = predict_images(estimator, same, progress=False).table
+    reference = estimator.estimate(preprocess([decode_image(aligned / f"{p.stem}.jpg", 64) for p in same],
+                                              estimator.info))
+    np.testing.assert_allclose(again["mean"], reference.mean, atol=0.5)
+    # drawn copies: one per image, same size, different pixels; the inputs are untouched
+    assert len(result.drawn) == len(photos) + 1
+    for source in [*photos, two_faces]:
+        drawn = tmp_path / "drawn" / f"{source.stem}.jpg"
+        assert drawn in result.drawn
+        with Image.open(source) as a, Image.open(drawn) as b:
+            assert a.size == b.size
+            diff = np.abs(np.asarray(a.convert("RGB"), np.int16) - np.asarray(b.convert("RGB"), np.int16))
+        assert (diff > 60).mean() > 0.005  # the box and label
+    assert before == {p: _digest(p) for p in before}
+
+
+def test_failures_are_listed_and_the_run_finishes(trained_run: Path, bad_inputs_dir: Path) -> None:
+    files = ["zero_bytes.jpg", "text_file.jpg", "garbage.png", "no_face.jpg", "bomb.png", "ok_plain.jpg"]
+    result = predict_images(load_estimator(trained_run, device="cpu"), [bad_inputs_dir / f for f in files],
+                            progress=False)
+    table = result.table.set_index("path")
+    status = {f: table.loc[str(bad_inputs_dir / f), "status"] for f in files}
+    assert status == {"zero_bytes.jpg": "unreadable", "text_file.jpg": "unreadable",
+                      "garbage.png": "unreadable", "no_face.jpg": "no_face", "bomb.png": "too_large",
+                      "ok_plain.jpg": "ok"}
+    for f in files[:5]:
+        row = table.loc[str(bad_inputs_dir / f)]
+        assert pd.isna(row["face"]) and pd.isna(row["pred"]) and row["error"]
+    assert "0 bytes" in table.loc[str(bad_inputs_dir / "zero_bytes.jpg"), "error"]
+    assert str(bad_inputs_dir / "text_file.jpg") in table.loc[str(bad_inputs_dir / "text_file.jpg"), "error"]
+    assert result.read == 2  # no_face.jpg and ok_plain.jpg were read
+
+
+def test_tiny_faces_are_listed_not_predicted(trained_run: Path, photos: list[Path]) -> None:
+    result = predict_images(load_estimator(trained_run, device="cpu"), photos[:1],
+                            PredictOptions(min_face=10_000), progress=False)
+    row = result.table.iloc[0]
+    assert row["status"] == "too_small" and row["face"] == 0 and pd.isna(row["pred"]) and row["score"] > 0.5
+
+
+def test_model_errors(trained_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(FaceageError, match=r"trained folds \[0, 1\]"):
+        load_estimator(trained_run, fold=3)
+    with pytest.raises(FaceageError, match="not a run folder"):
+        load_estimator(tmp_path)
+    with pytest.raises(FaceageError, match="no such file"):
+        load_estimator(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(FaceageError, match=r"junk\.pt"):
+        load_estimator(tmp_path / "junk.pt")
+    with pytest.raises(FaceageError, match="--fold"):
+        load_estimator(tmp_path / "model.onnx", fold=0)
+
+
+def test_cli_end_to_end(trained_run: Path, photos: list[Path], bad_inputs_dir: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    inputs = [str(p) for p in photos[:2]] + [str(bad_inputs_dir / "zero_bytes.jpg")]
+    for out in ("faces.csv", "faces.json"):
+        result = runner.invoke(app, ["predict", str(trained_run), *inputs, "--out", str(tmp_path / out),
+                                     "--draw", str(tmp_path / "drawn"), "--device", "cpu"])
+        assert result.exit_code == 0, result.output
+    table = read_table(tmp_path / "faces.csv", FACE_PREDICTIONS)
+    assert list(table["status"]) == ["ok", "ok", "unreadable"]
+    records = json.loads((tmp_path / "faces.json").read_text())
+    assert [r["status"] for r in records] == ["ok", "ok", "unreadable"] and records[2]["pred"] is None
+    np.testing.assert_allclose([r["mean"] for r in records[:2]], table["mean"][:2])
+    drawn = sorted(p.name for p in (tmp_path / "drawn").iterdir())
+    assert drawn == sorted(f"{p.stem}.jpg" for p in photos[:2])
+    # nothing readable at all: the table is still written, the exit code says so
+    nothing = runner.invoke(app, ["predict", str(trained_run), str(bad_inputs_dir / "zero_bytes.jpg"),
+                                  "--out", str(tmp_path / "none.csv"), "--device", "cpu"])
+    assert nothing.exit_code == 1 and (tmp_path / "none.csv").is_file()
+    bad_out = runner.invoke(app, ["predict", str(trained_run), inputs[0], "--out", str(tmp_path / "x.txt")])
+    assert isinstance(bad_out.exception, FaceageError) and ".csv or .json" in str(bad_out.exception)
+
+
+def test_draw_never_overwrites_an_input(trained_run: Path, tmp_path: Path, photos: list[Path]) -> None:
+    inside = tmp_path / "imgs"
+    inside.mkdir()
+    (inside / "a.jpg").write_bytes(photos[0].read_bytes())
+    with pytest.raises(FaceageError, match="overwrite the input"):
+        predict_images(load_estimator(trained_run, device="cpu"), [inside], draw_dir=inside, progress=False)
+    assert (inside / "a.jpg").read_bytes() == photos[0].read_bytes()
