@@ -119,7 +119,8 @@ class RunFolder:
         if not old.empty:
             old = old[~((old["fold"] == row["fold"]) & (old["epoch"] == row["epoch"]))]
         new = pd.DataFrame([dict(row)])
-        write_csv_atomic(new if old.empty else pd.concat([old, new], ignore_index=True), self.root / HISTORY)
+        table = new if old.empty else pd.concat([old, new], ignore_index=True)
+        write_csv_atomic(table.sort_values(["fold", "epoch"], ignore_index=True), self.root / HISTORY)
 
     def write_fold_predictions(self, fold: int, table: pd.DataFrame, probs: np.ndarray | None) -> None:
         """Save a finished fold's test predictions (and distributions when the head has them)."""

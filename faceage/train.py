@@ -99,6 +99,7 @@ def run_training(cfg: TrainConfig) -> TrainResult:
                     _fit_fold(cfg, k, manifest, splits[k], data, run, ctx)
                 else:
                     log.info("fold %d: finished earlier, skipped", k)
+        barrier(ctx)  # rank 0 has written every fold's predictions
         table = run.merge_predictions(folds)
         return TrainResult(str(run.root), per_fold(table["pred"], table["age"], table["fold"]))
     finally:

@@ -1,0 +1,262 @@
+"""`faceage train` on tiny synthetic data: run folder, exact resume, Ctrl-C, NaN stop, DDP, refusals.
+
+The images are noise with a red channel that encodes the age. The backbone (`test_efficientnet_gn`, tiny)
+has GroupNorm, not BatchNorm, so a DDP run can be compared exactly with a single process: BatchNorm
+normalises each rank's shard with its own statistics, which one process over the whole batch does not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+import faceage.train as train_module
+from faceage.checkpoint import load_checkpoint
+from faceage.distributed import DistContext, shard
+from faceage.errors import FaceageError
+from faceage.loop import stop_on_ctrl_c
+from faceage.manifest import read_manifest
+from faceage.protocols import split_for_fold
+from faceage.runs import resolve_run_config
+from faceage.schema import PREDICTIONS, read_table
+from faceage.train import RunInterruptedError, TrainResult, run_training
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"backbone": "test_efficientnet_gn", "pretrained": "none", "protocol": "se", "img_size": 32,
+        "resize": 36, "batch_size": 8, "epochs": 2, "step_size": 1, "gamma": 0.5, "lr": 0.01, "device": "cpu"}
+STEPS = 3  # per epoch: 24 training rows per fold, batch 8
+Data = tuple[Path, Path]
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """One torch thread: on a shared 2-core machine two OpenMP threads spin against other processes and a
+    tiny step takes 100× longer."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Data:
+    """(images folder, SE manifest): 56 images of 28 subjects in 2 test folds; subjects 0-3 validate the
+    other fold, so each fold has 24 training, 4 validation and 28 test rows."""
+    root = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(56):
+        subject, age = i // 2, 20 + (i * 7) % 40
+        image = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+        image[..., 0] = 3 * age
+        Image.fromarray(image).save(root / f"{i:02d}.jpg")
+        fold = subject % 2
+        rows.append({"path": f"{i:02d}.jpg", "age": age, "age_std": "", "subject": f"s{subject}",
+                     "fold": fold, "val_fold": 1 - fold if subject < 4 else -1})
+    manifest = root / "se.csv"
+    pd.DataFrame(rows).to_csv(manifest, index=False)
+    return root, manifest
+
+
+def _train(data: Data, out: Path, resume: bool = False, **flags: Any) -> TrainResult:
+    images, manifest = data
+    settings = {**TINY, "images": images, "manifest": manifest, "out": out, **flags}
+    return run_training(resolve_run_config(None, settings, resume))
+
+
+def _params(out: Path, fold: int = 0, name: str = "last.pt") -> dict[str, torch.Tensor]:
+    return load_checkpoint(out / f"fold{fold}" / name)["model"]
+
+
+def _without_timing(history: pd.DataFrame) -> pd.DataFrame:
+    return history.drop(columns=["img_s", "seconds"])
+
+
+def test_fixture_split(tiny_data: Data) -> None:
+    split = split_for_fold(read_manifest(tiny_data[1], tiny_data[0], "se"), 0)
+    assert (len(split.train), len(split.val), len(split.test)) == (24, 4, 28)
+
+
+def test_run_folder_holds_config_history_checkpoints_and_predictions(tiny_data: Data, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = _train(tiny_data, out)
+    assert [f.fold for f in result.folds] == [0, 1]
+    assert (out / "config.yaml").is_file() and (out / "log.txt").is_file()
+    history = pd.read_csv(out / "history.csv")
+    assert history[["fold", "epoch"]].to_numpy().tolist() == [[0, 1], [0, 2], [1, 1], [1, 2]]
+    columns = {"lr", "loss", "ce", "mean", "variance", "train_mae", "val_mae", "img_s", "seconds"}
+    assert columns <= set(history)
+    assert history["lr"].tolist() == [0.01, 0.005, 0.01, 0.005]  # step decay × gamma every epoch
+    # the loss is CE + λ1·mean + λ2·variance of the same images
+    total = history["ce"] + 0.2 * history["mean"] + 0.05 * history["variance"]
+    np.testing.assert_allclose(history["loss"], total, rtol=1e-6)
+    predictions = read_table(out / "predictions.csv", PREDICTIONS)
+    manifest = pd.read_csv(tiny_data[1])
+    assert sorted(predictions["path"]) == sorted(manifest["path"])  # every row tested once, by its fold
+    assert (predictions["pred"] == np.floor(predictions["mean"] + 0.5)).all()  # round(mean), half up
+    dist = np.load(out / "distributions.npz")
+    assert dist["path"].tolist() == predictions["path"].tolist() and dist["probs"].shape == (56, 101)
+    expected_age = dist["probs"].astype(np.float64) @ np.arange(101)
+    np.testing.assert_allclose(expected_age, predictions["mean"], atol=0.2)
+    for k in (0, 1):
+        best = load_checkpoint(out / f"fold{k}" / "best.pt")
+        rows = history[history["fold"] == k]
+        assert best["val_mae"] == rows["val_mae"].min()
+        assert best["epoch"] == int(rows.loc[rows["val_mae"].idxmin(), "epoch"])  # first of the best
+
+
+def test_resume_and_ctrl_c_reach_the_uninterrupted_result(
+    tiny_data: Data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    straight, pieces = tmp_path / "straight", tmp_path / "pieces"
+    _train(tiny_data, straight, epochs=4)
+
+    _train(tiny_data, pieces, epochs=2)  # 2 epochs, both folds finished ...
+    steps = _count_optimizer_steps(monkeypatch)
+    _press_ctrl_c_when(monkeypatch, lambda: steps[0] >= 2)  # ... then 2 more: Ctrl-C in epoch 3
+    with pytest.raises(RunInterruptedError, match=r"fold 0, epoch 3/4, step 2 \(saved\).*--resume"):
+        _train(tiny_data, pieces, resume=True, epochs=4)
+    assert load_checkpoint(pieces / "fold0" / "last.pt")["progress"]["step"] == 2
+    monkeypatch.undo()
+    _train(tiny_data, pieces, resume=True, epochs=4)
+
+    for k in (0, 1):
+        a, b = _params(straight, k), _params(pieces, k)
+        assert all(torch.equal(a[name], b[name]) for name in a), f"fold {k} differs"
+    pd.testing.assert_frame_equal(pd.read_csv(straight / "predictions.csv"),
+                                  pd.read_csv(pieces / "predictions.csv"))
+    pd.testing.assert_frame_equal(_without_timing(pd.read_csv(straight / "history.csv")),
+                                  _without_timing(pd.read_csv(pieces / "history.csv")))
+
+
+def _count_optimizer_steps(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Patch the trainer's optimiser factory so each SGD step is counted in the returned cell."""
+    count = [0]
+    make = train_module.make_optimizer
+
+    def counting(model: torch.nn.Module, cfg: Any) -> torch.optim.Optimizer:
+        optimizer = make(model, cfg)
+        optimizer.register_step_post_hook(lambda *_: count.__setitem__(0, count[0] + 1))
+        return optimizer
+
+    monkeypatch.setattr(train_module, "make_optimizer", counting)
+    return count
+
+
+def _press_ctrl_c_when(monkeypatch: pytest.MonkeyPatch, condition: Callable[[], bool]) -> None:
+    @contextlib.contextmanager
+    def fake() -> Iterator[Callable[[], bool]]:
+        yield condition
+
+    monkeypatch.setattr(train_module, "stop_on_ctrl_c", fake)
+
+
+def test_ctrl_c_sets_the_flag_and_a_second_one_interrupts() -> None:
+    with stop_on_ctrl_c() as pressed:
+        assert not pressed()
+        os.kill(os.getpid(), signal.SIGINT)
+        assert pressed()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_nan_loss_stops_naming_fold_epoch_and_step(
+    tiny_data: Data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make = train_module.make_loss
+    calls = [0]
+
+    def poisoned(*args: Any, **kwargs: Any) -> Callable[..., dict[str, torch.Tensor]]:
+        loss = make(*args, **kwargs)
+
+        def forward(outputs: torch.Tensor, ages: torch.Tensor) -> dict[str, torch.Tensor]:
+            calls[0] += 1
+            terms = loss(outputs, ages)
+            if calls[0] == STEPS + 2:  # epoch 2, step 2
+                terms = {name: value * float("nan") for name, value in terms.items()}
+            return terms
+
+        return forward
+
+    monkeypatch.setattr(train_module, "make_loss", poisoned)
+    with pytest.raises(FaceageError, match=r"fold 0, epoch 2/2, step 2: the loss is nan"):
+        _train(tiny_data, tmp_path / "run", fold=0)
+    last = load_checkpoint(tmp_path / "run" / "fold0" / "last.pt")
+    assert last["epochs_done"] == 1  # the checkpoint of the last good epoch is kept
+    assert all(torch.isfinite(t).all() for t in last["model"].values() if t.is_floating_point())
+
+
+def _write_manifest(tmp_path: Path, data: Data, change: Callable[[pd.DataFrame], pd.DataFrame]) -> Path:
+    path = tmp_path / "se.csv"
+    change(pd.read_csv(data[1])).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m.assign(fold=np.where(m.index == 9, 1 - m["fold"], m["fold"])),
+         "is also in another fold"),  # subject s4 in both folds: its test images would train the other
+        (lambda m: m.assign(val_fold=np.where(m.index == 1, -1, m["val_fold"])),
+         "leaks 1 validation subject(s)"),  # s0's second image trains the model its first validates
+        (lambda m: m.drop(columns=["age"]), "missing column(s) ['age']"),
+        (lambda m: m.assign(path=m["path"].where(m.index != 3, "nowhere.jpg")),
+         "'nowhere.jpg' is not a file"),
+        (lambda m: m.assign(fold=-1, val_fold=-1), "no test folds"),
+    ],
+    ids=["test-subject-in-training", "validation-subject-in-training", "no-age", "missing-image", "no-folds"],
+)
+def test_bad_manifests_and_leaks_are_refused(
+    tiny_data: Data, tmp_path: Path, change: Callable[[pd.DataFrame], pd.DataFrame], message: str
+) -> None:
+    manifest = _write_manifest(tmp_path, tiny_data, change)
+    with pytest.raises(FaceageError) as err:
+        _train((tiny_data[0], manifest), tmp_path / "run")
+    assert message in str(err.value)
+    assert str(manifest) in str(err.value)
+    assert not (tmp_path / "run" / "fold0").exists()  # refused before any training
+
+
+def test_an_absent_fold_and_an_oversized_batch_are_refused(tiny_data: Data, tmp_path: Path) -> None:
+    with pytest.raises(FaceageError, match=r"--fold 5: .* has test folds \[0, 1\]"):
+        _train(tiny_data, tmp_path / "a", fold=5)
+    with pytest.raises(FaceageError, match="24 training rows, fewer than --batch-size 32"):
+        _train(tiny_data, tmp_path / "b", batch_size=32)
+
+
+def test_ddp_on_two_cpu_processes_matches_one_process(tiny_data: Data, tmp_path: Path) -> None:
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    _train(tiny_data, single, fold=0)
+    flags = [f"--{name.replace('_', '-')}={value}" for name, value in {**TINY, "fold": 0}.items()]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "faceage", "train", *flags, f"--images={tiny_data[0]}", f"--manifest={tiny_data[1]}",
+               f"--out={ddp}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    a, b = _params(single), _params(ddp)
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5, msg=name)
+    h1, h2 = pd.read_csv(single / "history.csv"), pd.read_csv(ddp / "history.csv")
+    assert len(h2) == 2  # rank 0 alone wrote
+    pd.testing.assert_frame_equal(_without_timing(h2), _without_timing(h1), rtol=1e-4)
+
+
+def test_each_rank_keeps_its_contiguous_shard_of_the_global_batch() -> None:
+    batch = torch.arange(8)
+    ranks = [shard(batch, DistContext(rank, 2, torch.device("cpu"))) for rank in (0, 1)]
+    assert [r.tolist() for r in ranks] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert shard(batch, DistContext(0, 1, torch.device("cpu"))) is batch
