@@ -1,7 +1,8 @@
 """`faceage align SRC DST`: align every image of a folder tree, in worker processes, resumably.
 
 The parent process plans the work, hands source paths to workers, and writes what they send back: each
-aligned crop atomically, then its row. faces.csv is rewritten atomically every few seconds and when the run
+aligned crop atomically (on a writer thread, so file I/O overlaps detection), then, once it is on disk,
+its row. faces.csv is rewritten atomically every few seconds and when the run
 ends for any reason (Ctrl-C included), so it always lists exactly the images whose outputs exist. Memory stays
 flat: images live only inside the worker handling them; the parent keeps one small row per image.
 """
@@ -12,8 +13,9 @@ import multiprocessing
 import os
 import signal
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,19 +114,19 @@ def align_folder(
     where = f"{src}{_shard_text(shard)}"
     log.info(f"{len(jobs)} images in {where}: {summary.reused} already aligned, {len(todo)} to do")
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+    writer = _Writer(dst, table)
     try:
         with _progress(progress) as bar:
             task = bar.add_task("align", total=len(todo))
             for row, payload in _results(todo, src, settings, digest, workers):
-                if payload is not None:
-                    write_bytes_atomic(dst / str(row["dst"]), payload)
-                table.add(row)
+                writer.put(row, payload)
                 summary.processed += 1
                 bar.advance(task)
     except KeyboardInterrupt:
         summary.interrupted = True
         raise
     finally:
+        writer.close()
         table.flush()
         summary.counts = dict(Counter(str(r["status"]) for r in table.rows.values()))
         summary.seconds = time.perf_counter() - started
@@ -158,6 +160,38 @@ class _Table:
         self._last = time.perf_counter()
         # a table that takes long to write (millions of rows) is written less often: at most ~5% overhead
         self._interval = max(_FLUSH_SECONDS, 20 * (self._last - began))
+
+
+class _Writer:
+    """Writes crops on one background thread; a row joins the table only once its crop is on disk."""
+
+    _BACKLOG = 64  # crops waiting to be written before the parent stops to let the writer catch up
+
+    def __init__(self, dst: Path, table: _Table) -> None:
+        self.dst, self.table = dst, table
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="faceage-writer")
+        self.pending: deque[tuple[Future[None], Row]] = deque()
+
+    def put(self, row: Row, payload: bytes | None) -> None:
+        if payload is None:
+            self.table.add(row)
+        else:
+            future = self.pool.submit(write_bytes_atomic, self.dst / str(row["dst"]), payload)
+            self.pending.append((future, row))
+        self._collect(wait=False)
+
+    def close(self) -> None:
+        """Finish every write already handed over (their rows are then listed) and stop the thread."""
+        try:
+            self._collect(wait=True)
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _collect(self, wait: bool) -> None:
+        while self.pending and (wait or self.pending[0][0].done() or len(self.pending) > self._BACKLOG):
+            future, row = self.pending.popleft()
+            future.result()  # a failed write (disk full, permissions) stops the run here
+            self.table.add(row)
 
 
 def _progress(enabled: bool) -> Progress:

@@ -103,8 +103,8 @@ def test_colliding_names_get_distinct_outputs(faces_src: Path, tmp_path: Path) -
 def test_interrupted_run_leaves_a_consistent_table_and_resumes(
     faces_src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Ctrl-C while the fourth crop is being written: faces.csv lists exactly the three written; a rerun
-    does the other five only."""
+    """Ctrl-C while the fourth crop is being written: faces.csv lists exactly the crops on disk (the three
+    before it, and any the writer thread finished after it); a rerun does the rest only."""
     dst = tmp_path / "out"
     real_write = align_run.write_bytes_atomic
     calls = []
@@ -121,9 +121,9 @@ def test_interrupted_run_leaves_a_consistent_table_and_resumes(
     monkeypatch.setattr(align_run, "write_bytes_atomic", real_write)
     table = _table(dst)
     written = {p.relative_to(dst).as_posix() for p in dst.rglob("*.jpg")}
-    assert len(table) == 3 and set(table["dst"]) == written
+    assert 3 <= len(table) < 8 and set(table["dst"]) == written and calls[3].name not in written
     summary = _align(faces_src, dst)
-    assert (summary.reused, summary.processed) == (3, 5)
+    assert (summary.reused, summary.processed) == (len(table), 8 - len(table))
     assert len(_table(dst)) == 8 and summary.counts == {"ok": 8}
 
 
