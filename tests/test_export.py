@@ -1,0 +1,81 @@
+"""`faceage export`: ONNX with a dynamic batch axis that onnxruntime runs like torch, on real aligned faces.
+
+Uses the run test_predict.py trains (align → manifest → train on 40 MORPH photos, two folds).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from test_predict import trained_run  # noqa: F401 - the run test_predict.py builds (once a session)
+from typer.testing import CliRunner
+
+from faceage.cli import app
+from faceage.errors import FaceageError
+from faceage.export import PARITY_TOLERANCE, check_faces, export_onnx, parity, write_onnx
+from faceage.inference import FoldEnsemble, ModelInfo, OnnxEstimator, TorchEstimator, load_estimator
+from faceage.model import build_model
+from faceage.predict import predict_images
+
+
+@pytest.fixture(scope="module")
+def exported(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+    """Both folds exported through the CLI."""
+    target = tmp_path_factory.mktemp("onnx") / "both.onnx"
+    result = CliRunner().invoke(app, ["export", str(trained_run), "--onnx", str(target)])
+    assert result.exit_code == 0, result.output
+    assert "folds [0, 1]" in result.output and "max |Δ| CPU" in result.output
+    return target
+
+
+def test_onnx_matches_torch_on_real_faces(trained_run: Path, exported: Path) -> None:  # noqa: F811
+    graph = onnx.load(exported).graph
+    assert [o.name for o in graph.output] == ["probs", "mean", "std"]
+    assert graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic batch axis
+    onnx_model = load_estimator(exported, device="cpu")
+    torch_model = load_estimator(trained_run, device="cpu")
+    assert isinstance(onnx_model, OnnxEstimator) and onnx_model.info.folds == (0, 1)
+    assert (onnx_model.info.img_size, onnx_model.info.resize) == (56, 64)
+    x = check_faces(torch_model.info, limit=12)  # real aligned faces, decoded as training does
+    for batch in (x[:1], x[:5], x):  # the dynamic batch axis
+        got, want = onnx_model.estimate(batch), torch_model.estimate(batch)
+        assert got.probs is not None and want.probs is not None
+        assert np.abs(got.probs - want.probs).max() < PARITY_TOLERANCE
+        np.testing.assert_allclose(got.mean, want.mean, atol=1e-3)
+        np.testing.assert_allclose(got.std, want.std, atol=1e-3)
+
+
+def test_predict_with_the_onnx_file(trained_run: Path, exported: Path, morph_dir: Path) -> None:  # noqa: F811
+    photos = sorted((morph_dir / "images").glob("*.JPG"))[50:53]
+    by_onnx = predict_images(load_estimator(exported), photos, progress=False).table
+    by_torch = predict_images(load_estimator(trained_run, device="cpu"), photos, progress=False).table
+    np.testing.assert_allclose(by_onnx["mean"], by_torch["mean"], atol=1e-3)
+    np.testing.assert_allclose(by_onnx[["box_x1", "box_y2"]], by_torch[["box_x1", "box_y2"]])
+
+
+def test_l2_model_exports_mean_and_zero_std(trained_run: Path, tmp_path: Path) -> None:  # noqa: F811
+    torch.manual_seed(0)
+    model, _ = build_model("test_resnet", "l2", target_mean=44.0, target_std=9.0)
+    info = ModelInfo("l2", "test_resnet", "l2", 56, 64, (0,), None)
+    ensemble = FoldEnsemble([model.eval()])
+    x = check_faces(load_estimator(trained_run, device="cpu").info, limit=4)
+    write_onnx(ensemble, info, x[:2], tmp_path / "l2.onnx", 18)
+    assert [o.name for o in onnx.load(tmp_path / "l2.onnx").graph.output] == ["mean", "std"]
+    assert parity(ensemble, info, x, tmp_path / "l2.onnx", "cpu") < 1e-3
+    ages = TorchEstimator(ensemble, info, "cpu").estimate(x)
+    assert ages.probs is None and (ages.std == 0).all() and np.ptp(ages.mean) > 0
+
+
+def test_export_refusals(trained_run: Path, tmp_path: Path) -> None:  # noqa: F811
+    with pytest.raises(FaceageError, match=r"\*\.onnx"):
+        export_onnx(trained_run, tmp_path / "model.bin")
+    with pytest.raises(FaceageError, match="--faces"):
+        export_onnx(trained_run, tmp_path / "m.onnx", faces=tmp_path)
+    assert not (tmp_path / "m.onnx").exists()
+    (tmp_path / "fake.onnx").write_bytes(b"not onnx")
+    with pytest.raises(FaceageError, match=r"fake\.onnx"):
+        load_estimator(tmp_path / "fake.onnx")
