@@ -268,12 +268,18 @@ def predict_command(
     score_threshold: Annotated[float, typer.Option(
         "--score-threshold", help="Detector confidence a face needs.")] = 0.5,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
-    threads: Annotated[int, typer.Option("--threads", help="Detector (onnxruntime) threads.")] = 1,
+    threads: Annotated[int | None, typer.Option(
+        "--threads", help="onnxruntime threads of the detector and of an .onnx model (default: all cores).",
+        show_default=False)] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Faces per model call.")] = 32,
 ) -> None:
     """Age ± std of every face in the images: detect, align as training did, predict; failures listed."""
+    import os
+
     from faceage import predict as pr
     from faceage.inference import load_estimator
+
+    threads = threads or os.cpu_count() or 1
 
     if out is not None:
         pr.check_out(out)
