@@ -1,0 +1,249 @@
+"""Training throughput (images/s) of faceage's real data path next to two baselines measured in the same run.
+
+  (a) faceage: uint8 cache → DeviceImages (crop + flip on the device) → faceage.loop.train_epoch
+      (model → mv loss → SGD step, with its bookkeeping);
+  (b) compute limit: the same model, loss and SGD step on ONE fixed in-memory batch;
+  (c) DataLoader: a standard torchvision JPEG pipeline over the same files (RandomCrop + flip + ToTensor
+      + Normalize in `--loader-workers` processes, fp32 batches copied to the device).
+Prints a/b and a/c; `--compile` adds the same three with torch.compile. bf16 autocast and channels_last on
+CUDA (faceage's own settings), fp32 on the CPU. Warm-up steps are excluded; the variants take turns in
+timed rounds (the median counts) so load drift hits all alike; CUDA is synchronised around each block.
+
+    python benchmarks/train_throughput.py --device cpu --img-size 112 --resize 128 --batch-size 32 --steps 4
+    python benchmarks/train_throughput.py --device cuda --backbone resnet50 --batch-size 256 --compile
+
+Without `--images DIR` it writes a temporary folder of aligned-like JPEGs at `--resize` px from the UTKFace
+chips in ../shared/data/utkface (already aligned faces) and deletes it afterwards. Ages are synthetic:
+labels do not change the cost of a step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import cast
+
+import numpy as np
+import torch
+from PIL import Image
+from rich.table import Table
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+from faceage.atomic import write_text_atomic
+from faceage.console import console
+from faceage.data import IMAGENET_MEAN, IMAGENET_STD, DeviceImages, open_cache
+from faceage.distributed import DistContext
+from faceage.loop import EpochProgress, autocast, train_epoch
+from faceage.losses import AgeLoss, make_loss
+from faceage.model import AgePrediction, build_model
+
+UTKFACE = Path(__file__).resolve().parents[2] / "shared" / "data" / "utkface"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+Batches = Iterator[tuple[Tensor, Tensor]]
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--images", type=Path, help="folder of aligned JPEGs (default: UTKFace chips, resized)")
+    p.add_argument("--num-images", type=int, default=2048, help="images to use (default 2048)")
+    p.add_argument("--backbone", help="timm model (default: resnet50 on CUDA, tf_efficientnet_lite0 on CPU)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--img-size", type=int, default=224, help="training crop (default 224)")
+    p.add_argument("--resize", type=int, default=256, help="cached image size (default 256)")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per variant and round")
+    p.add_argument("--rounds", type=int, default=3, help="timed rounds; the median round counts")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps before each variant")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--loader-workers", type=int, default=min(8, os.cpu_count() or 1))
+    p.add_argument("--compile", action="store_true", help="also measure the torch.compile variants")
+    p.add_argument("--json", type=Path, help="write the figures here as JSON")
+    return p.parse_args()
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved(variants: dict[str, Callable[[int], None]], steps: int, warmup: int, rounds: int,
+                batch: int, device: torch.device) -> dict[str, float]:
+    """Median images/s of each variant over `rounds` timed blocks of `steps`, the variants taking turns
+    (so a change in machine load hits all of them), after `warmup` untimed steps each."""
+    for run in variants.values():
+        run(warmup)
+    rates: dict[str, list[float]] = {key: [] for key in variants}
+    for _ in range(rounds):
+        for key, run in variants.items():
+            sync(device)
+            start = time.perf_counter()
+            run(steps)
+            sync(device)
+            rates[key].append(steps * batch / (time.perf_counter() - start))
+    return {key: statistics.median(values) for key, values in rates.items()}
+
+
+def list_images(root: Path, limit: int) -> list[str]:
+    paths = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+                   and ".faceage-cache" not in p.parts)
+    if not paths:
+        raise SystemExit(f"no images (*.jpg, *.jpeg, *.png) under {root}")
+    return paths[:limit]
+
+
+def write_aligned_like(dst: Path, count: int, size: int) -> list[str]:
+    """`count` UTKFace chips (aligned faces) as `size`-px JPEGs in `dst`, repeating chips if needed."""
+    if not UTKFACE.is_dir():
+        raise SystemExit(f"no --images given and no UTKFace chips at {UTKFACE}: pass --images DIR")
+    chips = sorted(UTKFACE.glob("*.jpg"))
+    names = []
+    for i in range(count):
+        with Image.open(chips[i % len(chips)]) as img:
+            face = img.convert("RGB").resize((size, size), Image.Resampling.LANCZOS)
+        names.append(f"{i:06d}.jpg")
+        face.save(dst / names[-1], quality=95)
+    return names
+
+
+class JpegFolder(Dataset[tuple[Tensor, Tensor]]):
+    """The usual ImageFolder-style dataset: decode a JPEG per item, then torchvision transforms."""
+
+    def __init__(self, root: Path, paths: list[str], ages: np.ndarray, crop: int, resize: int) -> None:
+        self.files = [root / p for p in paths]
+        self.ages = torch.from_numpy(ages)
+        resize_step = [] if _size(self.files[0]) == resize else [transforms.Resize((resize, resize))]
+        self.transform = transforms.Compose([
+            *resize_step, transforms.RandomCrop(crop), transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ])
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        with Image.open(self.files[i]) as img:
+            return self.transform(img.convert("RGB")), self.ages[i]
+
+
+def _size(file: Path) -> int:
+    with Image.open(file) as img:
+        return img.size[0] if img.size[0] == img.size[1] else -1
+
+
+def forever(epoch: Callable[[], Batches]) -> Batches:
+    """Batches of epoch after epoch."""
+    while True:
+        yield from epoch()
+
+
+def plain_steps(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, batches: Batches,
+                device: torch.device) -> Callable[[int], None]:
+    """A bare training step (forward under faceage's autocast, loss, backward, SGD) over `batches`."""
+    channels_last = device.type == "cuda"
+
+    def run(n: int) -> None:
+        for x, ages in itertools.islice(batches, n):
+            x, ages = x.to(device, non_blocking=True), ages.to(device, non_blocking=True)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(device):
+                outputs = model(x)
+            loss = loss_fn(outputs, ages)["loss"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return run
+
+
+def faceage_steps(trainer: nn.Module, decode: Callable[[Tensor], AgePrediction], loss_fn: AgeLoss,
+                  optimizer: torch.optim.Optimizer, batches: Batches,
+                  device: torch.device) -> Callable[[int], None]:
+    """faceage's own epoch loop (faceage.loop.train_epoch) over `n` batches of the device data path."""
+    ctx = DistContext(0, 1, device)
+
+    def run(n: int) -> None:
+        train_epoch(trainer, loss_fn, decode, optimizer, itertools.islice(batches, n), n, ctx,
+                    EpochProgress(), "faceage", lambda: False)
+    return run
+
+
+def main() -> None:
+    args = parse_args()
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if args.device == "auto" else args.device)
+    backbone = args.backbone or ("resnet50" if device.type == "cuda" else "tf_efficientnet_lite0")
+    batch, crop = args.batch_size, args.img_size
+    with tempfile.TemporaryDirectory(prefix="faceage-bench-") as tmp:
+        if args.images:
+            root, paths = args.images, list_images(args.images, args.num_images)
+        else:
+            root, paths = Path(tmp), write_aligned_like(Path(tmp), args.num_images, args.resize)
+        if len(paths) < batch:
+            raise SystemExit(f"{len(paths)} images are fewer than one batch of {batch}")
+        ages = np.random.default_rng(0).integers(16, 78, len(paths)).astype(np.float32)
+        started = time.perf_counter()
+        cached = open_cache(root, paths, size=args.resize)
+        cache_s = time.perf_counter() - started
+        data = DeviceImages(cached, ages, device, crop=crop)
+
+        model = build_model(backbone, "mv")[0].to(device).train()
+        if device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        loss_fn = make_loss("mv")
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
+        gen = torch.Generator().manual_seed(0)
+        fixed = next(data.batches(np.arange(len(paths)), batch, True, gen))
+        loader = DataLoader(JpegFolder(root, paths, ages, crop, args.resize), batch_size=batch, shuffle=True,
+                            num_workers=args.loader_workers, pin_memory=device.type == "cuda", drop_last=True,
+                            persistent_workers=args.loader_workers > 0)
+        rows = np.arange(len(paths))
+        results: dict[str, dict[str, float]] = {}
+        for mode in ("eager", "compiled") if args.compile else ("eager",):
+            net = cast(nn.Module, torch.compile(model)) if mode == "compiled" else model
+            ours = forever(lambda: data.batches(rows, batch, True, gen, drop_last=True))
+            variants: dict[str, Callable[[int], None]] = {
+                "b": plain_steps(net, loss_fn, optimizer, itertools.repeat(fixed), device),
+                "a": faceage_steps(net, model.decode, loss_fn, optimizer, ours, device),
+                "c": plain_steps(net, loss_fn, optimizer, forever(lambda: iter(loader)), device),
+            }
+            console.print(f"[dim]{mode}: warm-up, then {args.rounds} rounds of b, a, c …[/]", highlight=False)
+            results[mode] = interleaved(variants, args.steps, args.warmup, args.rounds, batch, device)
+    report(results, backbone, device, args, cache_s, len(paths), data.resident)
+
+
+def report(results: dict[str, dict[str, float]], backbone: str, device: torch.device,
+           args: argparse.Namespace, cache_s: float, n_images: int, resident: bool) -> None:
+    """The rich table (and the JSON file when asked)."""
+    precision = "bf16 autocast, channels_last" if device.type == "cuda" else "fp32"
+    title = (f"{backbone}, batch {args.batch_size}, {args.img_size} px crops of {args.resize}, {device} "
+             f"({precision}), median of {args.rounds} rounds of {args.steps} steps after {args.warmup}")
+    table = Table(title=title)
+    columns = ("mode", "(a) faceage img/s", "(b) fixed tensor img/s", "(c) DataLoader img/s", "a/b", "a/c")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for mode, r in results.items():
+        table.add_row(mode, f"{r['a']:,.1f}", f"{r['b']:,.1f}", f"{r['c']:,.1f}", f"{r['a'] / r['b']:.3f}",
+                      f"{r['a'] / r['c']:.2f}")
+    console.print(table)
+    where = "resident on" if resident else "streamed to"
+    console.print(f"{n_images} images, uint8 cache {where} {device}, built or opened in {cache_s:.1f} s; "
+                  f"DataLoader: {args.loader_workers} workers", highlight=False)
+    if args.json:
+        payload = {"backbone": backbone, "device": str(device), "batch_size": args.batch_size,
+                   "img_size": args.img_size, "resize": args.resize, "steps": args.steps,
+                   "rounds": args.rounds, "warmup": args.warmup, "loader_workers": args.loader_workers,
+                   "images": n_images, "torch": torch.__version__, "img_per_s": results,
+                   "cache_seconds": cache_s}
+        write_text_atomic(args.json, json.dumps(payload, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
