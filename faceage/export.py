@@ -3,8 +3,9 @@
 The graph is `inference.FoldEnsemble` traced by torch's exporter (torch.export + onnxscript): input
 "input" (N, 3, img_size, img_size) float32, the normalised crop `inference.preprocess` makes, with a dynamic
 batch axis; outputs "probs" (N, 101), "mean" (N,), "std" (N,), or "mean" and a zero "std" for the l2
-model. The settings predict needs (sizes, backbone, loss, folds) ride along as metadata. Before the file
-is renamed into place, onnxruntime on the CPU must reproduce torch's fp32 outputs on real aligned faces.
+model. The settings predict needs (sizes, backbone, loss, folds) ride along as metadata. The file is written
+in a hidden folder beside the target and renamed into place only after onnxruntime on the CPU reproduced
+torch's fp32 outputs on real aligned faces.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import contextlib
 import importlib.util
 import io
 import logging
+import os
+import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +25,6 @@ import numpy as np
 import torch
 
 from faceage.align_plan import list_images
-from faceage.atomic import atomic_path
 from faceage.cache import decode_image
 from faceage.console import log
 from faceage.errors import FaceageError
@@ -39,6 +41,9 @@ from faceage.inference import (
 
 PARITY_TOLERANCE = 1e-4  # max |Δ| of the probabilities (of the mean for l2), onnxruntime CPU vs torch fp32
 CHECK_FACES = 8
+# Above this the weights go to `<name>.onnx.data` beside the graph (protobuf files stop at 2 GB; five
+# VGG-16 folds are 2.7 GB). The exporter itself switches at 1.5 GiB; this keeps the choice ours.
+EXTERNAL_DATA_BYTES = 1 << 30
 DEFAULT_OPSET = 18
 
 
@@ -65,14 +70,20 @@ def export_onnx(run: str | Path, out: str | Path, fold: int | None = None, opset
         raise FaceageError("ONNX export needs onnxscript: pip install 'faceage[export]'.")
     ensemble, info = load_ensemble(run, fold)
     x = check_faces(info, faces)
-    with atomic_path(out) as tmp:
-        write_onnx(ensemble.cpu(), info, x[:2], tmp, opset)
-        diff = parity(ensemble, info, x, tmp, "cpu")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as folder:
+        staged = Path(folder) / out.name  # the final name: an external .data file is found by it
+        write_onnx(ensemble.cpu(), info, x[:2], staged, opset)
+        diff = parity(ensemble, info, x, staged, "cpu")
         if not diff < PARITY_TOLERANCE:
             raise FaceageError(f"{out}: onnxruntime differs from torch by {diff:.2e} (limit "
                                f"{PARITY_TOLERANCE:g}) on {len(x)} aligned faces; nothing was written. "
                                f"Try another --opset.")
-        cuda = parity(ensemble, info, x, tmp, "cuda") if _has_cuda_provider() else None
+        cuda = parity(ensemble, info, x, staged, "cuda") if _has_cuda_provider() else None
+        data = staged.with_name(staged.name + ".data")
+        if data.exists():
+            os.replace(data, out.with_name(data.name))
+        os.replace(staged, out)  # last, so a complete model file never points at missing weights
     log.info("exported %s (folds %s) to %s; onnxruntime vs torch max |Δ| %.1e on %d faces", info.source,
              list(info.folds), out, diff, len(x))
     return ExportResult(out, info, len(x), diff, cuda)
@@ -115,7 +126,8 @@ def write_onnx(ensemble: FoldEnsemble, info: ModelInfo, example: np.ndarray, tar
     for value, name in zip(graph.outputs, names, strict=True):
         value.name = name
     program.model.metadata_props.update(onnx_metadata(info))
-    program.save(str(target), external_data=False)
+    weights = sum(p.numel() * p.element_size() for p in ensemble.parameters())
+    program.save(str(target), external_data=weights > EXTERNAL_DATA_BYTES)
 
 
 def parity(ensemble: FoldEnsemble, info: ModelInfo, x: np.ndarray, onnx_file: Path, device: str) -> float:

@@ -14,6 +14,7 @@ import torch
 from test_predict import trained_run  # noqa: F401 - the run test_predict.py builds (once a session)
 from typer.testing import CliRunner
 
+from faceage import export
 from faceage.cli import app
 from faceage.errors import FaceageError
 from faceage.export import PARITY_TOLERANCE, check_faces, export_onnx, parity, write_onnx
@@ -79,3 +80,20 @@ def test_export_refusals(trained_run: Path, tmp_path: Path) -> None:  # noqa: F8
     (tmp_path / "fake.onnx").write_bytes(b"not onnx")
     with pytest.raises(FaceageError, match=r"fake\.onnx"):
         load_estimator(tmp_path / "fake.onnx")
+
+
+def test_large_weights_go_beside_the_graph(trained_run: Path, tmp_path: Path,  # noqa: F811
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(export, "EXTERNAL_DATA_BYTES", 0)  # as if the folds weighed gigabytes
+    target = tmp_path / "out" / "big.onnx"
+    export_onnx(trained_run, target, fold=0)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["big.onnx", "big.onnx.data"]
+    assert target.stat().st_size < (target.parent / "big.onnx.data").stat().st_size
+    x = check_faces(load_estimator(trained_run, fold=0, device="cpu").info, limit=3)
+    want = load_estimator(trained_run, fold=0, device="cpu").estimate(x).mean
+    np.testing.assert_allclose(load_estimator(target).estimate(x).mean, want, atol=1e-3)
+    # a failed parity check writes nothing and leaves no staging folder
+    monkeypatch.setattr(export, "PARITY_TOLERANCE", 0.0)
+    with pytest.raises(FaceageError, match="nothing was written"):
+        export_onnx(trained_run, tmp_path / "out" / "refused.onnx", fold=0)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["big.onnx", "big.onnx.data"]
