@@ -238,6 +238,10 @@ def train_command(
     except RunInterruptedError as exc:
         console.print(f"[yellow]{escape(str(exc))}[/]", highlight=False)
         raise typer.Exit(130) from None
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted; the last saved epoch stays: faceage train --out "
+                      f"{escape(str(cfg.out))} --resume[/]", highlight=False)
+        raise typer.Exit(130) from None
     console.print(results_table(result))
 
 

@@ -21,8 +21,9 @@ from faceage.errors import FaceageError
 LOSS_NAMES = ("mv", "softmax", "l2")
 SCHEDULES = ("step", "cosine")
 PATH_FIELDS = ("manifest", "images", "out")
-# Settings that do not change what a run computes: a resumed run may use other values.
-RUNTIME_FIELDS = frozenset({"device", "workers", "compile", "out"})
+# Settings that do not change what any fold of a run computes: a resumed run may use other values
+# (`fold` picks which folds to train; each fold is seeded on its own).
+RUNTIME_FIELDS = frozenset({"device", "workers", "compile", "out", "fold"})
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _KIND_WORDS = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
 

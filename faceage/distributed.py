@@ -9,6 +9,7 @@ averages the gradients. Only rank 0 writes files and prints.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -91,6 +92,18 @@ def shard(batch: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     if not ctx.distributed:
         return batch
     return batch.tensor_split(ctx.world_size)[ctx.rank]
+
+
+def agree(stop: bool, bad_step: int | None, ctx: DistContext) -> tuple[bool, int | None]:
+    """Every rank's common view after a sync point: stop when any rank wants to (Ctrl-C), and the earliest
+    step at which any rank saw a non-finite loss (None: none did)."""
+    if not ctx.distributed:
+        return stop, bad_step
+    value = torch.tensor([1.0 if stop else 0.0, -math.inf if bad_step is None else -float(bad_step)],
+                         device=ctx.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    wants_stop, earliest = value.tolist()
+    return wants_stop > 0, None if math.isinf(earliest) else int(-earliest)
 
 
 def any_rank(flag: bool, ctx: DistContext) -> bool:

@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 
 from faceage.console import console, log
-from faceage.distributed import DistContext, any_rank, shard
+from faceage.distributed import DistContext, agree, shard
 from faceage.errors import FaceageError
 from faceage.losses import AgeLoss
 from faceage.model import AgePrediction
@@ -80,16 +80,19 @@ def _progress(ctx: DistContext) -> Progress:
     )
 
 
-def _check_finite(losses: list[torch.Tensor], first_step: int, where: str) -> None:
+def _first_non_finite(losses: list[torch.Tensor], first_step: int) -> tuple[int, float] | None:
+    """(step, value) of the first non-finite loss among `losses` (steps first_step, first_step + 1, ...)."""
     values = torch.stack(losses).float().cpu().numpy()
     bad = np.flatnonzero(~np.isfinite(values))
-    if bad.size:
-        step = first_step + int(bad[0])
-        raise FaceageError(
-            f"{where}, step {step}: the loss is {values[bad[0]]} (not finite); the run keeps its last "
-            f"checkpoint. "
-            f"Lower --lr, check the images and ages, then continue with --resume."
-        )
+    return (first_step + int(bad[0]), float(values[bad[0]])) if bad.size else None
+
+
+def _non_finite_error(where: str, step: int, local: tuple[int, float] | None) -> FaceageError:
+    value = f"{local[1]}" if local is not None and local[0] == step else "not finite (on another process)"
+    return FaceageError(
+        f"{where}, step {step}: the loss is {value}; the run keeps the checkpoint of its last good epoch. "
+        f"Lower --lr, check the images and ages, then continue with --resume."
+    )
 
 
 def train_epoch(
@@ -134,9 +137,12 @@ def train_epoch(
             last = state.step == n_steps
             if state.step % SYNC_EVERY and not last and (ctx.distributed or not stop_requested()):
                 continue
-            _check_finite(pending, first_pending, where)  # raises on this rank; torchrun stops the others
+            local_bad = _first_non_finite(pending, first_pending)
+            stop, bad_step = agree(stop_requested(), local_bad[0] if local_bad else None, ctx)
+            if bad_step is not None:
+                raise _non_finite_error(where, bad_step, local_bad)
             pending, first_pending = [], state.step + 1
-            stopped = any_rank(stop_requested(), ctx) and not last
+            stopped = stop and not last
             bar.update(task, completed=state.step, status=_status(sums, names, seen, ctx, started))
             if stopped:
                 break

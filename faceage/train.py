@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,11 +95,14 @@ def run_training(cfg: TrainConfig) -> TrainResult:
                  cfg.manifest_path(), ctx.device, ctx.world_size)
         if todo:
             data = _load_images(cfg, manifest, ctx)
-            for k in folds:
-                if k in todo:
-                    _fit_fold(cfg, k, manifest, splits[k], data, run, ctx)
-                else:
-                    log.info("fold %d: finished earlier, skipped", k)
+            with stop_on_ctrl_c() as stop_requested:
+                for k in folds:
+                    if k not in todo:
+                        log.info("fold %d: finished earlier, skipped", k)
+                    elif any_rank(stop_requested(), ctx):
+                        raise RunInterruptedError(f"stopped before fold {k}; {_resume_hint(run)}")
+                    else:
+                        _fit_fold(cfg, k, manifest, splits[k], data, run, ctx, stop_requested)
         barrier(ctx)  # rank 0 has written every fold's predictions
         table = run.merge_predictions(folds)
         return TrainResult(str(run.root), per_fold(table["pred"], table["age"], table["fold"]))
@@ -130,8 +134,12 @@ def _load_images(cfg: TrainConfig, manifest: pd.DataFrame, ctx: DistContext) -> 
     return DeviceImages(images, manifest["age"].to_numpy(np.float32), ctx.device, crop=cfg.img_size)
 
 
+def _resume_hint(run: RunFolder) -> str:
+    return f"continue with: faceage train --out {run.root} --resume"
+
+
 def _fit_fold(cfg: TrainConfig, k: int, manifest: pd.DataFrame, split: FoldSplit, data: DeviceImages,
-              run: RunFolder, ctx: DistContext) -> None:
+              run: RunFolder, ctx: DistContext, stop_requested: Callable[[], bool]) -> None:
     """Train fold k (continuing its last.pt when there is one), then predict its test rows with best.pt."""
     n_steps = num_batches(len(split.train), cfg.batch_size, drop_last=True)
     if n_steps == 0:
@@ -139,8 +147,11 @@ def _fit_fold(cfg: TrainConfig, k: int, manifest: pd.DataFrame, split: FoldSplit
                            f"than --batch-size {cfg.batch_size}; lower the batch size.")
     ages = manifest["age"].to_numpy(np.float64)
     target_mean, target_std = float(ages[split.train].mean()), float(ages[split.train].std()) or 1.0
+    resuming = run.last_path(k).exists()
     torch.manual_seed(cfg.seed + k)
-    model, source = build_model(cfg.backbone, cfg.loss, cfg.pretrained, target_mean, target_std)
+    pretrained = None if resuming else cfg.pretrained  # last.pt replaces the weights (and works offline)
+    model, source = build_model(cfg.backbone, cfg.loss, pretrained, target_mean, target_std)
+    source = f"{run.last_path(k)}" if resuming else source
     log.info("fold %d: %d train, %d validation, %d test rows; %s weights: %s", k, len(split.train),
              len(split.val), len(split.test), cfg.backbone, source)
     if len(split.val) == 0:
@@ -153,38 +164,37 @@ def _fit_fold(cfg: TrainConfig, k: int, manifest: pd.DataFrame, split: FoldSplit
     scheduler = make_scheduler(optimizer, cfg)
     generator = torch.Generator().manual_seed(cfg.seed + k)  # data order, crops and flips of this fold
     state = FoldState()
-    if run.last_path(k).exists():
+    if resuming:
         state = _restore(run.last_path(k), model, optimizer, scheduler, generator, ctx)
         log.info("fold %d: resuming after epoch %d, step %d", k, state.epochs_done, state.progress.step)
     trainer = _wrap(model, cfg, ctx)
     checkpoint = _Checkpointer(run, k, model, optimizer, scheduler, cfg)
-    resume_hint = f"continue with: faceage train --out {run.root} --resume"
-    with stop_on_ctrl_c() as stop_requested:
-        for epoch in range(state.epochs_done, cfg.epochs):
-            if epoch > state.epochs_done and any_rank(stop_requested(), ctx):
-                raise RunInterruptedError(f"stopped after fold {k}, epoch {epoch} (saved); {resume_hint}")
-            at_start = generator.get_state()
-            progress = state.progress
-            batches = data.batches(split.train, cfg.batch_size, True, generator, drop_last=True)
-            batches = itertools.islice(batches, progress.step, None)  # all drawn up front: skipping is exact
-            lr = optimizer.param_groups[0]["lr"]
-            label = f"fold {k}, epoch {epoch + 1}/{cfg.epochs}"
-            if train_epoch(trainer, loss_fn, model.decode, optimizer, batches, n_steps, ctx, progress, label,
-                           stop_requested):
-                checkpoint.last(at_start, epoch, state)
-                raise RunInterruptedError(f"stopped at {label}, step {progress.step} (saved); {resume_hint}")
-            val_mae = _mae(model, data, split.val, ages, cfg, ctx) if len(split.val) else math.nan
-            scheduler.step()
-            improved = not len(split.val) or val_mae < state.best_val_mae
-            if improved:
-                state.best_val_mae, state.best_epoch = val_mae, epoch + 1
-                checkpoint.best(epoch + 1, val_mae)
-            state.epochs_done, state.progress = epoch + 1, EpochProgress()
-            run.add_history(_history_row(k, epoch + 1, lr, progress, val_mae))  # a rerun of it replaces it
-            checkpoint.last(generator.get_state(), epoch + 1, state)
-            log.info("%s: loss %.4f, train MAE %.2f, val MAE %.2f%s, %.0f img/s", label,
-                     progress.means()["loss"], epoch_mae(progress), val_mae, " (best)" if improved else "",
-                     progress.images / max(progress.seconds, 1e-9))
+    resume_hint = _resume_hint(run)
+    for epoch in range(state.epochs_done, cfg.epochs):
+        if epoch > state.epochs_done and any_rank(stop_requested(), ctx):
+            raise RunInterruptedError(f"stopped after fold {k}, epoch {epoch} (saved); {resume_hint}")
+        at_start = generator.get_state()
+        progress = state.progress
+        batches = data.batches(split.train, cfg.batch_size, True, generator, drop_last=True)
+        batches = itertools.islice(batches, progress.step, None)  # all drawn up front: skipping is exact
+        lr = optimizer.param_groups[0]["lr"]
+        label = f"fold {k}, epoch {epoch + 1}/{cfg.epochs}"
+        if train_epoch(trainer, loss_fn, model.decode, optimizer, batches, n_steps, ctx, progress, label,
+                       stop_requested):
+            checkpoint.last(at_start, epoch, state)
+            raise RunInterruptedError(f"stopped at {label}, step {progress.step} (saved); {resume_hint}")
+        val_mae = _mae(model, data, split.val, ages, cfg, ctx) if len(split.val) else math.nan
+        scheduler.step()
+        improved = not len(split.val) or val_mae < state.best_val_mae
+        if improved:
+            state.best_val_mae, state.best_epoch = val_mae, epoch + 1
+            checkpoint.best(epoch + 1, val_mae)
+        state.epochs_done, state.progress = epoch + 1, EpochProgress()
+        run.add_history(_history_row(k, epoch + 1, lr, progress, val_mae))  # a rerun of it replaces it
+        checkpoint.last(generator.get_state(), epoch + 1, state)
+        log.info("%s: loss %.4f, train MAE %.2f, val MAE %.2f%s, %.0f img/s", label,
+                 progress.means()["loss"], epoch_mae(progress), val_mae, " (best)" if improved else "",
+                 progress.images / max(progress.seconds, 1e-9))
     _predict_test(cfg, k, manifest, split, data, model, run, ctx)
 
 

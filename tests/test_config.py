@@ -110,7 +110,8 @@ def test_every_recipe_loads_into_a_valid_config() -> None:
 
 def test_resume_may_add_epochs_under_step_but_not_change_results() -> None:
     saved = TrainConfig(epochs=4)
-    assert resume_conflicts(dataclasses.replace(saved, epochs=8, device="cpu", workers=3), saved) == []
+    harmless = dataclasses.replace(saved, epochs=8, device="cpu", workers=3, fold=1, compile=True)
+    assert resume_conflicts(harmless, saved) == []
     assert resume_conflicts(dataclasses.replace(saved, epochs=2), saved) == ["epochs: 4 → 2"]
     assert resume_conflicts(dataclasses.replace(saved, lr=0.1), saved) == ["lr: 0.001 → 0.1"]
     cosine = TrainConfig(epochs=4, schedule="cosine")
