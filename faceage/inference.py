@@ -31,7 +31,7 @@ from faceage.data import DeviceImages
 from faceage.errors import FaceageError
 from faceage.losses import distribution_stats, round_half_up
 from faceage.model import AgeModel, build_model
-from faceage.runs import CONFIG
+from faceage.runs import CONFIG, PREDICTIONS_CSV
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -170,34 +170,36 @@ def load_estimator(model: str | Path, fold: int | None = None, device: str = "au
 def load_ensemble(model: str | Path, fold: int | None = None) -> tuple[FoldEnsemble, ModelInfo]:
     """The torch model of a run folder (every fold with a checkpoint, or `fold`) or of one checkpoint file."""
     path = Path(model).expanduser()
+    files: list[tuple[int | None, Path]]  # (fold, checkpoint); fold None: a lone checkpoint file
     if path.is_dir():
-        files = _fold_checkpoints(path, fold)
+        files = [(k, file) for k, file in _fold_checkpoints(path, fold).items()]
         settings = load_saved_config(path / CONFIG).to_dict()
     elif path.is_file():
         if fold is not None:
             raise FaceageError(f"{path}: --fold picks a fold of a run folder, not of a checkpoint file; "
                                f"drop --fold or pass the run folder.")
-        files = {None: path}
+        files = [(None, path)]
     else:
         raise FaceageError(f"{path}: no such file or folder; {MODEL_HINT}.")
     members, folds = [], []
-    for k, file in files.items():
+    for k, file in files:
         state = load_checkpoint(file)
         if k is None:
             settings = _checkpoint_settings(state, file)
         members.append(_rebuild(state, settings, file))
         folds.append(int(state.get("fold", -1)) if k is None else k)
-        log.debug("loaded %s", file)
+        if k is not None and not (file.parent / PREDICTIONS_CSV).is_file():
+            log.warning("fold %d of %s has not finished training; using its %s", k, path, file.name)
     info = ModelInfo(str(path), settings["backbone"], settings["loss"], int(settings["img_size"]),
                      int(settings["resize"]), tuple(folds), settings.get("images"))
     return FoldEnsemble(members).eval(), info
 
 
-def _fold_checkpoints(run: Path, fold: int | None) -> dict[int | None, Path]:
+def _fold_checkpoints(run: Path, fold: int | None) -> dict[int, Path]:
     """fold → checkpoint (best.pt, else last.pt) of a run folder; `fold` narrows it to one."""
     if not (run / CONFIG).is_file():
         raise FaceageError(f"{run}: not a run folder (no {CONFIG}); {MODEL_HINT}.")
-    found: dict[int | None, Path] = {}
+    found: dict[int, Path] = {}
     for folder in run.iterdir():
         match = re.fullmatch(r"fold(\d+)", folder.name)
         if match and folder.is_dir():
@@ -206,7 +208,7 @@ def _fold_checkpoints(run: Path, fold: int | None) -> dict[int | None, Path]:
                 found[int(match.group(1))] = file
     if not found:
         raise FaceageError(f"{run}: no fold has a checkpoint ({' or '.join(CHECKPOINTS)}); train it first.")
-    found = dict(sorted(found.items(), key=lambda item: item[0] or 0))
+    found = dict(sorted(found.items()))
     if fold is None:
         return found
     if fold not in found:
@@ -300,7 +302,7 @@ def preprocess(crops: Sequence[np.ndarray] | np.ndarray, info: ModelInfo) -> np.
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """Silence DeviceImages' per-set log line (one per batch of faces here, not one per run)."""
+    """Silence DeviceImages' per-set log line (here one per batch of faces, not one per run)."""
     level = log.level
     log.setLevel(max(level, logging.WARNING))
     try:
