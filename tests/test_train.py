@@ -298,3 +298,19 @@ def test_short_cpu_run_on_real_faces_beats_the_median(morph_aligned: Data, tmp_p
     assert best_val < val_baseline - 0.3, (best_val, val_baseline)
     assert result.folds[0].n == len(split.test)
     assert result.folds[0].mae < test_baseline, (result.folds[0].mae, test_baseline)
+
+
+@pytest.mark.parametrize(("loss", "terms"), [("softmax", {"ce"}), ("l2", {"mse"})])
+def test_baselines_train_and_predict(tiny_data: Data, tmp_path: Path, loss: str, terms: set[str]) -> None:
+    out = tmp_path / loss
+    _train(tiny_data, out, loss=loss, fold=0, epochs=1)
+    history = pd.read_csv(out / "history.csv")
+    common = {"fold", "epoch", "lr", "loss", "train_mae", "val_mae", "img_s", "seconds"}
+    assert set(history.columns) - common == terms
+    predictions = read_table(out / "predictions.csv", PREDICTIONS)
+    assert (predictions["pred"] == np.floor(predictions["mean"] + 0.5)).all()
+    if loss == "l2":
+        assert (predictions["std"] == 0).all() and not (out / "distributions.npz").exists()
+    else:
+        assert (predictions["std"] > 0).all()
+        assert np.load(out / "distributions.npz")["probs"].shape == (28, 101)
