@@ -242,7 +242,8 @@ def train_command(
         console.print(f"[yellow]interrupted; the last saved epoch stays: faceage train --out "
                       f"{escape(str(cfg.out))} --resume[/]", highlight=False)
         raise typer.Exit(130) from None
-    console.print(results_table(result))
+    if result.main:
+        console.print(results_table(result))
 
 
 @app.command("predict")

@@ -43,10 +43,12 @@ class RunInterruptedError(FaceageError):
 
 @dataclass(frozen=True)
 class TrainResult:
-    """Per-fold test metrics of the finished folds and where the run lives."""
+    """Per-fold test metrics of the finished folds and where the run lives; `main` is False on DDP ranks
+    other than 0, which print nothing."""
 
     run_dir: str
     folds: list[FoldStats]
+    main: bool = True
 
 
 def results_table(result: TrainResult) -> Table:
@@ -105,7 +107,7 @@ def run_training(cfg: TrainConfig) -> TrainResult:
                         _fit_fold(cfg, k, manifest, splits[k], data, run, ctx, stop_requested)
         barrier(ctx)  # rank 0 has written every fold's predictions
         table = run.merge_predictions(folds)
-        return TrainResult(str(run.root), per_fold(table["pred"], table["age"], table["fold"]))
+        return TrainResult(str(run.root), per_fold(table["pred"], table["age"], table["fold"]), ctx.is_main)
     finally:
         run.close()
         cleanup_distributed()

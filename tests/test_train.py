@@ -247,6 +247,7 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tiny_data: Data, tmp_path:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert (done.stdout + done.stderr).count("test folds of") == 1  # rank 0 alone prints the table
     a, b = _params(single), _params(ddp)
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5, msg=name)
