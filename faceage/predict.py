@@ -76,25 +76,35 @@ class PredictResult:
 
 def alignment_for(info: ModelInfo, options: PredictOptions) -> AlignSettings:
     """The align settings training's faces were made with (the run's faces.csv), overridden by `options`."""
-    recorded = AlignSettings()
-    faces_csv = Path(info.aligned) / TABLE if info.aligned else None
-    if faces_csv is not None and faces_csv.is_file():
-        faces = read_table(faces_csv, FACES)
-        ok = faces[faces["status"] == "ok"]
-        if len(ok):
-            with Image.open(Path(str(info.aligned)) / str(ok["dst"].iloc[0])) as first:
-                size = first.size[0]
-            detector = str(ok["detector"].iloc[0])
-            if detector not in DETECTORS:  # a hand-made table: keep the default detector
-                detector = recorded.detector
-            recorded = replace(recorded, size=size, detector=detector)
-            log.info("aligning as %s did: %s detector, %d px", faces_csv, recorded.detector, size)
+    recorded = _recorded_alignment(info)
     settings = replace(
         recorded, detector=options.detector or recorded.detector, model=options.detector_model,
         size=options.size or recorded.size, score_threshold=options.score_threshold,
         min_face=recorded.min_face if options.min_face is None else options.min_face, device=options.device)
     settings.check()
     return settings
+
+
+def _recorded_alignment(info: ModelInfo) -> AlignSettings:
+    """Detector and crop size of the run's aligned faces (faces.csv and its first aligned image), else
+    align's defaults. The settings hash does not say the rest (min face, threshold): defaults for those."""
+    default = AlignSettings()
+    faces_csv = Path(info.aligned) / TABLE if info.aligned else None
+    if faces_csv is None or not faces_csv.is_file():
+        log.info("%s not found: aligning with align's defaults", faces_csv or "the run's faces.csv")
+        return default
+    ok = read_table(faces_csv, FACES).query("status == 'ok'")
+    try:
+        with Image.open(faces_csv.parent / str(ok["dst"].iloc[0])) as first:
+            size = first.size[0]
+    except (IndexError, OSError) as exc:
+        log.info("%s: no readable aligned face (%s); aligning with align's defaults", faces_csv, exc)
+        return default
+    detector = str(ok["detector"].iloc[0])
+    if detector not in DETECTORS:  # a hand-made table: keep the default detector
+        detector = default.detector
+    log.info("aligning as %s did: %s detector, %d px", faces_csv, detector, size)
+    return replace(default, size=size, detector=detector)
 
 
 def collect_images(inputs: Sequence[Path], skip: Path | None = None) -> dict[Path, str]:

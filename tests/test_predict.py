@@ -8,6 +8,7 @@ backbone per fold by `run_training`, so the run folder has exactly the format tr
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -106,6 +107,8 @@ def test_alignment_follows_the_run(trained_run: Path) -> None:
     settings = alignment_for(info, PredictOptions())
     assert (settings.detector, settings.size) == ("retinaface", ALIGN_SIZE)
     assert alignment_for(info, PredictOptions(size=256, min_face=10)).size == 256
+    elsewhere = alignment_for(dataclasses.replace(info, aligned="/nonexistent"), PredictOptions())
+    assert (elsewhere.detector, elsewhere.size, elsewhere.min_face) == ("retinaface", 256, 32)
 
 
 def test_fold_average_is_the_mean_of_the_folds(trained_run: Path) -> None:
