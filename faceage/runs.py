@@ -15,7 +15,7 @@ runs/<name>/config.yaml          the resolved config (what --resume continues)
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -134,8 +134,15 @@ class RunFolder:
     def read_fold_predictions(self, fold: int) -> pd.DataFrame:
         return read_table(self.fold_dir(fold) / PREDICTIONS_CSV, PREDICTIONS)
 
-    def merge_predictions(self, folds: Sequence[int]) -> pd.DataFrame:
-        """Write predictions.csv (and distributions.npz) of the finished `folds`, in fold order."""
+    def predicted_folds(self) -> list[int]:
+        """Folds whose test predictions are written, in order."""
+        found = (p.parent.name.removeprefix("fold") for p in self.root.glob(f"fold*/{PREDICTIONS_CSV}"))
+        return sorted(int(k) for k in found if k.isdigit())
+
+    def merge_predictions(self) -> pd.DataFrame:
+        """Write predictions.csv (and distributions.npz) of every fold with predictions, in fold order
+        (folds trained by earlier `--fold k` sessions of the run included)."""
+        folds = self.predicted_folds()
         tables = [self.read_fold_predictions(k) for k in folds]
         merged = pd.concat(tables, ignore_index=True)[PREDICTION_COLUMNS]
         if not self.writer:

@@ -106,7 +106,7 @@ def run_training(cfg: TrainConfig) -> TrainResult:
                     else:
                         _fit_fold(cfg, k, manifest, splits[k], data, run, ctx, stop_requested)
         barrier(ctx)  # rank 0 has written every fold's predictions
-        table = run.merge_predictions(folds)
+        table = run.merge_predictions()
         return TrainResult(str(run.root), per_fold(table["pred"], table["age"], table["fold"]), ctx.is_main)
     finally:
         run.close()

@@ -315,3 +315,13 @@ def test_baselines_train_and_predict(tiny_data: Data, tmp_path: Path, loss: str,
     else:
         assert (predictions["std"] > 0).all()
         assert np.load(out / "distributions.npz")["probs"].shape == (28, 101)
+
+
+def test_folds_trained_one_at_a_time_share_the_run(tiny_data: Data, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    _train(tiny_data, out, fold=0, epochs=1)
+    with pytest.raises(FaceageError, match="already holds a run"):  # never overwritten silently
+        _train(tiny_data, out, fold=1, epochs=1)
+    result = _train(tiny_data, out, resume=True, fold=1, epochs=1)
+    assert [f.fold for f in result.folds] == [0, 1]
+    assert pd.read_csv(out / "predictions.csv")["fold"].value_counts().to_dict() == {0: 28, 1: 28}
