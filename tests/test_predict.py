@@ -12,7 +12,6 @@ import dataclasses
 import functools
 import hashlib
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -47,11 +46,9 @@ def _build_run(base: Path, morph_images: Path) -> Path:
     align_folder(raw, aligned, AlignSettings(size=ALIGN_SIZE), workers=1, progress=False)
     result = build_manifest("morph2", "rs", aligned, folds=2, val_fraction=0.0)
     write_manifest(result, base / "rs.csv")
-    # a batch size dividing every fold (evaluation batches are then full)
-    batch = math.gcd(*result.manifest["fold"].value_counts().tolist())
     cfg = resolve_config(None, dict(manifest=str(base / "rs.csv"), images=str(aligned), protocol="rs",
                                     backbone="test_resnet", loss="mv", pretrained="none", epochs=1,
-                                    batch_size=min(batch, 10), lr=0.05, img_size=56, resize=64, device="cpu",
+                                    batch_size=8, lr=0.05, img_size=56, resize=64, device="cpu",
                                     workers=1, out=str(base / "run")))
     run_training(cfg)
     return base / "run"
