@@ -9,12 +9,9 @@ flat: images live only inside the worker handling them; the parent keeps one sma
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import signal
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +30,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from faceage.align_one import AlignSettings, Row, align_image, empty_row
+from faceage.align_one import AlignSettings, Row
 from faceage.align_plan import (
     Job,
     Shard,
@@ -47,9 +44,9 @@ from faceage.align_plan import (
     reusable,
     table_name,
 )
+from faceage.align_pool import results
 from faceage.atomic import write_bytes_atomic, write_csv_atomic
 from faceage.console import console, log
-from faceage.detect import Detector, make_detector
 from faceage.schema import FACES
 
 STATUSES = ("ok", "no_face", "too_small", "unreadable", "too_large", "unsupported")
@@ -118,7 +115,7 @@ def align_folder(
     try:
         with _progress(progress) as bar:
             task = bar.add_task("align", total=len(todo))
-            for row, payload in _results(todo, src, settings, digest, workers):
+            for row, payload in results(todo, src, settings, digest, workers):
                 writer.put(row, payload)
                 summary.processed += 1
                 bar.advance(task)
@@ -209,51 +206,6 @@ class _Rate(ProgressColumn):
         elapsed = task.elapsed or 0.0
         rate = task.completed / elapsed if elapsed > 0 else 0.0
         return Text(f"{rate:.1f} faces/s", style="progress.data.speed")
-
-
-def _results(
-    jobs: list[Job], src: Path, settings: AlignSettings, digest: str, workers: int
-) -> Iterator[tuple[Row, bytes | None]]:
-    """(row, encoded crop) for each job, from this process or from a pool of `workers` processes."""
-    if not jobs:
-        return
-    if workers == 1:
-        worker = _Worker(src, settings, digest)
-        for job in jobs:
-            yield worker(job)
-        return
-    context = multiprocessing.get_context("spawn")  # not fork: onnxruntime and rich's threads break under it
-    with context.Pool(workers, initializer=_init_worker, initargs=(src, settings, digest)) as pool:
-        yield from pool.imap_unordered(_work, jobs, chunksize=4)
-
-
-class _Worker:
-    """Aligns jobs with one detector (one onnxruntime thread), built on first use."""
-
-    def __init__(self, src: Path, settings: AlignSettings, digest: str) -> None:
-        self.src, self.settings, self.digest = src, settings, digest
-        self.detector: Detector | None = None
-
-    def __call__(self, job: Job) -> tuple[Row, bytes | None]:
-        if self.detector is None:
-            s = self.settings
-            self.detector = make_detector(s.detector, s.model, 1, s.device, s.score_threshold)
-        row = empty_row(job.src, self.settings, self.digest, job.src_bytes, job.src_mtime_ns)
-        return align_image(self.detector, self.src / job.src, row, self.settings, job.dst)
-
-
-_WORKER: _Worker | None = None
-
-
-def _init_worker(src: Path, settings: AlignSettings, digest: str) -> None:
-    global _WORKER
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
-    _WORKER = _Worker(src, settings, digest)
-
-
-def _work(job: Job) -> tuple[Row, bytes | None]:
-    assert _WORKER is not None, "worker process not initialised"
-    return _WORKER(job)
 
 
 def summary_table(summary: AlignSummary) -> Table:

@@ -1,0 +1,86 @@
+"""Where an align run's images are processed: in this process, or in a pool of spawned worker processes.
+
+Each worker builds one detector (one onnxruntime thread) on first use and aligns jobs in small chunks; at
+most a few chunks per worker are in flight, so memory does not grow with the number of images. A worker
+that dies (killed for memory, a crashing decoder) stops the run with a clear error instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from faceage.align_one import AlignSettings, Row, align_image, empty_row
+from faceage.align_plan import Job
+from faceage.detect import Detector, make_detector
+from faceage.errors import FaceageError
+
+Result = tuple[Row, bytes | None]
+CHUNK = 8  # jobs per task: amortises the inter-process round trip, small enough for a smooth progress bar
+IN_FLIGHT = 4  # chunks queued per worker
+
+
+def results(
+    jobs: list[Job], src: Path, settings: AlignSettings, digest: str, workers: int
+) -> Iterator[Result]:
+    """(row, encoded crop or None) for each job, in completion order."""
+    if not jobs:
+        return
+    if workers == 1:
+        worker = _Worker(src, settings, digest)
+        for job in jobs:
+            yield worker(job)
+        return
+    chunks = iter([jobs[i : i + CHUNK] for i in range(0, len(jobs), CHUNK)])
+    context = multiprocessing.get_context("spawn")  # not fork: onnxruntime and rich's threads break under it
+    pool = ProcessPoolExecutor(workers, context, initializer=_init_worker, initargs=(src, settings, digest))
+    pending: set[Future[list[Result]]] = set()
+    try:
+        while True:
+            while len(pending) < IN_FLIGHT * workers and (chunk := next(chunks, None)) is not None:
+                pending.add(pool.submit(_work, chunk))
+            if not pending:
+                return
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield from future.result()
+    except BrokenProcessPool as exc:
+        raise FaceageError(
+            f"a worker process stopped unexpectedly ({exc}); faces.csv keeps every image done so far. "
+            "Rerun the same command to resume; if it happens again, lower --workers (memory)."
+        ) from exc
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # queued chunks are dropped, running ones finish
+
+
+class _Worker:
+    """Aligns jobs with one detector (one onnxruntime thread), built on first use."""
+
+    def __init__(self, src: Path, settings: AlignSettings, digest: str) -> None:
+        self.src, self.settings, self.digest = src, settings, digest
+        self.detector: Detector | None = None
+
+    def __call__(self, job: Job) -> Result:
+        if self.detector is None:
+            s = self.settings
+            self.detector = make_detector(s.detector, s.model, 1, s.device, s.score_threshold)
+        row = empty_row(job.src, self.settings, self.digest, job.src_bytes, job.src_mtime_ns)
+        return align_image(self.detector, self.src / job.src, row, self.settings, job.dst)
+
+
+_WORKER: _Worker | None = None
+
+
+def _init_worker(src: Path, settings: AlignSettings, digest: str) -> None:
+    global _WORKER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
+    _WORKER = _Worker(src, settings, digest)
+
+
+def _work(chunk: list[Job]) -> list[Result]:
+    assert _WORKER is not None, "worker process not initialised"
+    return [_WORKER(job) for job in chunk]
