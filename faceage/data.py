@@ -58,9 +58,9 @@ class DeviceImages:
         on_device = self.resident and self.device.type != "cpu"
         self._images = _copy_to(host, self.device) if on_device else host
         self._ages = torch.from_numpy(ages).to(self.device)
-        mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
-        self._scale, self._shift = 1.0 / (255.0 * std), -mean / std
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)  # constants computed on the CPU: same bits anywhere
+        self._scale, self._shift = (1.0 / (255.0 * std)).to(self.device), (-mean / std).to(self.device)
         where = "resident on" if self.resident else "streamed to"
         log.info("%d images (%.2f GB uint8) %s %s", len(images), images.nbytes / 1e9, where, self.device)
 

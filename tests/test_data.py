@@ -244,3 +244,14 @@ def test_bad_crop_and_indices_are_refused() -> None:
     data = DeviceImages(images, np.arange(4), CPU, crop=8)
     with pytest.raises(ValueError, match="indices"):
         _epoch(data, np.array([0, 4]), seed=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_resident_and_pinned_streaming_equal_the_cpu_batches() -> None:
+    images, ages = _noise(40, 12, seed=4), np.arange(40) * 1.5
+    expected = _epoch(DeviceImages(images, ages, CPU, crop=9), np.arange(40), seed=2)
+    for resident in (True, False):
+        data = DeviceImages(images, ages, torch.device("cuda"), crop=9, resident=resident)
+        got = _epoch(data, np.arange(40), seed=2)
+        assert all(x.is_cuda and x.is_contiguous(memory_format=torch.channels_last) for x, _ in got)
+        assert _same(expected, [(x.cpu().contiguous(), a.cpu()) for x, a in got])
