@@ -53,7 +53,7 @@ def stop_on_ctrl_c() -> Iterator[Callable[[], bool]]:
         if pressed:
             raise KeyboardInterrupt
         pressed = True
-        log.warning("Ctrl-C: saving a checkpoint after this step (press again to abort without saving)")
+        log.warning("Ctrl-C: saving a checkpoint at the next step (press again to abort without saving)")
 
     try:
         previous = signal.signal(signal.SIGINT, handler)
@@ -91,7 +91,7 @@ def _non_finite_error(where: str, step: int, local: tuple[int, float] | None) ->
     value = f"{local[1]}" if local is not None and local[0] == step else "not finite (on another process)"
     return FaceageError(
         f"{where}, step {step}: the loss is {value}; the run keeps the checkpoint of its last good epoch. "
-        f"Lower --lr, check the images and ages, then continue with --resume."
+        f"Check the images and ages, or train with a lower --lr into a fresh --out."
     )
 
 
