@@ -9,6 +9,7 @@ when set, or `~/.cache/faceage` when the images folder is read-only. numpy + PIL
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import multiprocessing
@@ -25,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from faceage.atomic import atomic_path, write_text_atomic
 from faceage.console import console, log
 from faceage.errors import FaceageError
+from faceage.imageio import ImageLoadError, load_rgb
 
 CACHE_VERSION = 1
 CACHE_FOLDER = ".faceage-cache"
@@ -75,12 +77,12 @@ def cache_key(images_root: Path, paths: Sequence[str], size: int) -> tuple[str, 
 
 
 def decode_image(file: Path, size: int) -> np.ndarray:
-    """One image as (size, size, 3) uint8 RGB, resized with Lanczos when its size differs."""
-    with Image.open(file) as img:
-        rgb = img.convert("RGB")
-    if rgb.size != (size, size):
-        rgb = rgb.resize((size, size), Image.Resampling.LANCZOS)
-    return np.asarray(rgb, dtype=np.uint8)
+    """One image as (size, size, 3) uint8 RGB (decoded like every stage does: upright, any pixel mode),
+    resized with Lanczos when its size differs."""
+    rgb = load_rgb(file)
+    if rgb.shape[:2] != (size, size):
+        rgb = np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.LANCZOS))
+    return rgb
 
 
 def open_cache(
@@ -136,8 +138,8 @@ def _build(images_root: Path, paths: Sequence[str], size: int, data_file: Path, 
     workers = max(1, min(workers or os.cpu_count() or 1, n // _PER_WORKER))
     log.info("caching %d images from %s at %d px in %s (%d workers)", n, images_root, size, data_file.parent,
              workers)
-    with atomic_path(data_file) as tmp:
-        np.memmap(tmp, dtype=np.uint8, mode="w+", shape=(n, size, size, 3)).flush()  # sized on disk
+    with atomic_path(_writable_folder(data_file.parent) / data_file.name) as tmp:
+        _allocate(tmp, n * size * size * 3)
         files = [str(images_root / rel) for rel in paths]
         chunks = [(str(tmp), n, size, start, files[start:start + _CHUNK]) for start in range(0, n, _CHUNK)]
         columns = (TextColumn("caching images"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -159,6 +161,30 @@ def _build(images_root: Path, paths: Sequence[str], size: int, data_file: Path, 
                     raise
 
 
+def _writable_folder(folder: Path) -> Path:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FaceageError(f"cannot create the image cache folder {folder} ({exc.strerror}); set "
+                           "FACEAGE_CACHE_DIR to a writable folder") from exc
+    return folder
+
+
+def _allocate(file: Path, nbytes: int) -> None:
+    """Reserve the cache's bytes on disk now: a full disk fails here with a clear message, not later as a
+    crash while writing through the memory map."""
+    with file.open("r+b") as fh:
+        if hasattr(os, "posix_fallocate"):
+            try:
+                os.posix_fallocate(fh.fileno(), 0, nbytes)
+                return
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    raise FaceageError(f"not enough disk space for the {nbytes / 1e9:.1f} GB image cache "
+                                       f"in {file.parent}; free space or set FACEAGE_CACHE_DIR") from exc
+        fh.truncate(nbytes)  # sparse: this platform or file system cannot reserve space
+
+
 def _drain(results: Iterable[tuple[int, str | None]], progress: Progress, task: TaskID) -> None:
     """Advance the bar per finished chunk; the first failure becomes a FaceageError naming the image."""
     for done, error in results:
@@ -175,8 +201,7 @@ def _write_rows(chunk: tuple[str, int, int, int, list[str]]) -> tuple[int, str |
     for i, file in enumerate(files, start):
         try:
             rows[i] = decode_image(Path(file), size)
-        except (OSError, ValueError, Image.DecompressionBombError) as exc:
-            return 0, (f"cannot decode image {file}: {exc}; re-run `faceage align` on its source or remove "
-                       "it from the manifest")
+        except ImageLoadError as exc:
+            return 0, f"cannot cache image {exc} Re-run `faceage align` for it or drop it from the manifest."
     rows.flush()
     return len(files), None

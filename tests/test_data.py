@@ -129,6 +129,15 @@ def test_read_only_images_folder_falls_back_to_user_cache(chips: tuple[Path, lis
     assert Path(chosen.filename).parent == tmp_path / "chosen"
 
 
+def test_unwritable_cache_folder_says_how_to_fix_it(chips: tuple[Path, list[str]], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    root, names = chips
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("FACEAGE_CACHE_DIR", str(tmp_path / "a-file" / "cache"))
+    with pytest.raises(FaceageError, match="FACEAGE_CACHE_DIR"):
+        open_cache(root, names[:2], size=32)
+
+
 # ---------------------------------------------------------------- batches
 
 
