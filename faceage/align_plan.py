@@ -52,7 +52,10 @@ def check_folders(src: Path, dst: Path) -> tuple[Path, Path]:
 
 
 def list_images(src: Path, skip: Path | None = None) -> list[str]:
-    """Relative POSIX paths of every image-extension file under `src`, sorted; `skip` (DST) is not entered."""
+    """Relative POSIX paths of every image-extension file under `src`, sorted; `skip` (DST) is not entered.
+
+    Broken links and unreadable entries are listed too: they get an `unreadable` row rather than vanishing.
+    """
     found: list[str] = []
     for root, dirs, files in os.walk(src):
         root_path = Path(root)
@@ -60,7 +63,7 @@ def list_images(src: Path, skip: Path | None = None) -> list[str]:
         found.extend(
             (root_path / name).relative_to(src).as_posix()
             for name in files
-            if is_image_name(name) and (root_path / name).is_file()
+            if is_image_name(name) and not (root_path / name).is_dir()
         )
     return sorted(found)
 
@@ -173,7 +176,10 @@ def make_jobs(src: Path, rels: list[str], names: dict[str, str]) -> list[Job]:
     """Stat each source once; the size and time decide later whether its row can be reused."""
     jobs = []
     for rel in rels:
-        st = (src / rel).stat()
+        try:
+            st = (src / rel).stat()
+        except OSError:  # a broken link: its own stat, and loading it will say what is wrong
+            st = (src / rel).lstat()
         jobs.append(Job(rel, names[rel], st.st_size, st.st_mtime_ns))
     return jobs
 

@@ -186,6 +186,17 @@ def test_folder_layouts_are_checked(faces_src: Path, tmp_path: Path) -> None:
     assert _align(faces_src, inner).total == 8
 
 
+def test_broken_links_and_folders_named_like_images(faces_src: Path, tmp_path: Path) -> None:
+    (faces_src / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (faces_src / "album.jpg").mkdir()  # a folder with an image-like name is walked, not listed
+    shutil.copy2(next(faces_src.glob("*.JPG")), faces_src / "album.jpg" / "inside.jpg")
+    _align(faces_src, tmp_path / "out")
+    table = _table(tmp_path / "out")
+    assert len(table) == 10
+    assert table.loc["gone.jpg", "status"] == "unreadable" and "gone.jpg" in table.loc["gone.jpg", "error"]
+    assert table.loc["album.jpg/inside.jpg", "status"] == "ok"
+
+
 def test_too_small_faces_are_reported(faces_src: Path, tmp_path: Path) -> None:
     summary = _align(faces_src, tmp_path / "out", AlignSettings(min_face=1000))
     assert summary.counts == {"too_small": 8}
