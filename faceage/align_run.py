@@ -1,10 +1,10 @@
 """`faceage align SRC DST`: align every image of a folder tree, in worker processes, resumably.
 
-The parent process plans the work, hands source paths to workers, and writes what they send back: each
-aligned crop atomically (on a writer thread, so file I/O overlaps detection), then, once it is on disk,
-its row. faces.csv is rewritten atomically every few seconds and when the run
-ends for any reason (Ctrl-C included), so it always lists exactly the images whose outputs exist. Memory stays
-flat: images live only inside the worker handling them; the parent keeps one small row per image.
+The parent process plans the work, hands source paths to workers (`align_pool`), and writes what they send
+back: each aligned crop atomically (on a writer thread, so file I/O overlaps detection), then, once it is on
+disk, its row. faces.csv is rewritten atomically every few seconds and when the run ends for any reason
+(Ctrl-C included), so it always lists exactly the images whose outputs exist. Memory stays flat: images live
+only inside the worker handling them; the parent keeps one small row per image.
 """
 
 from __future__ import annotations
