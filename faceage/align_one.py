@@ -134,7 +134,11 @@ def align_image(
         limit = f"--min-face {settings.min_face:g}"
         row.update(status="too_small", error=f"kept face is {size:.0f} px (< {limit}); too small to use.")
         return row, None
-    crop, _ = align_face(image, face.kps, settings.size)
+    try:
+        crop, _ = align_face(image, face.kps, settings.size)
+    except ValueError as exc:  # collapsed or non-finite landmarks: no similarity to fit
+        row.update(status="no_face", error=f"the detected face cannot be aligned ({exc}).")
+        return row, None
     row.update(status="ok", dst=dst_rel)
     return row, encode(crop, settings.fmt, settings.quality)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from faceage.align_one import AlignSettings, Row, align_image, empty_row
 from faceage.align_plan import Job
+from faceage.console import log
 from faceage.detect import Detector, make_detector
 from faceage.errors import FaceageError
 
@@ -81,8 +82,15 @@ class _Worker:
         if self.detector is None:
             s = self.settings
             self.detector = make_detector(s.detector, s.model, 1, s.device, s.score_threshold)
-        row = empty_row(job.src, self.settings, self.digest, job.src_bytes, job.src_mtime_ns)
-        return align_image(self.detector, self.src / job.src, row, self.settings, job.dst)
+        def fresh() -> Row:
+            return empty_row(job.src, self.settings, self.digest, job.src_bytes, job.src_mtime_ns)
+
+        try:
+            return align_image(self.detector, self.src / job.src, fresh(), self.settings, job.dst)
+        except Exception as exc:  # one odd image must not stop a run of millions: it gets a row saying why
+            log.warning(f"{job.src}: failed while aligning", exc_info=True)
+            error = f"could not be processed ({type(exc).__name__}: {exc}); please report it."
+            return {**fresh(), "status": "unreadable", "error": error}, None
 
 
 _WORKER: _Worker | None = None

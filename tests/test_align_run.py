@@ -9,15 +9,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 import faceage.align_run as align_run
-from faceage.align_one import AlignSettings
-from faceage.align_plan import in_shard, list_images, output_names, parse_shard
+from faceage.align_one import AlignSettings, align_image, empty_row
+from faceage.align_plan import Job, in_shard, list_images, output_names, parse_shard
+from faceage.align_pool import _Worker
 from faceage.align_run import AlignSummary, align_folder
 from faceage.cli import app
+from faceage.detect import Face
 from faceage.errors import FaceageError
 from faceage.schema import FACES, read_table
 
@@ -195,6 +198,31 @@ def test_broken_links_and_folders_named_like_images(faces_src: Path, tmp_path: P
     assert len(table) == 10
     assert table.loc["gone.jpg", "status"] == "unreadable" and "gone.jpg" in table.loc["gone.jpg", "error"]
     assert table.loc["album.jpg/inside.jpg", "status"] == "ok"
+
+
+def test_an_image_that_breaks_the_pipeline_gets_a_row_not_a_crash(bad_inputs_dir: Path) -> None:
+    class Failing:
+        name = "failing"
+
+        def detect(self, image: np.ndarray) -> list[Face]:
+            raise RuntimeError("boom")
+
+    class Collapsed:
+        """Five landmarks on one point: a face no similarity can be fitted to."""
+
+        name = "collapsed"
+
+        def detect(self, image: np.ndarray) -> list[Face]:
+            return [Face(np.array([0, 0, 90, 90], np.float32), 0.9, np.full((5, 2), 40, np.float32))]
+
+    worker = _Worker(bad_inputs_dir, AlignSettings(), "digest")
+    worker.detector = Failing()
+    row, crop = worker(Job("ok_plain.jpg", "ok_plain.jpg", 1, 2))
+    assert crop is None and row["status"] == "unreadable" and "RuntimeError: boom" in str(row["error"])
+    assert row["n_faces"] == 0 and (row["src_bytes"], row["src_mtime_ns"]) == (1, 2)
+    fresh = empty_row("ok_plain.jpg", AlignSettings(), "digest", 1, 2)
+    row, crop = align_image(Collapsed(), bad_inputs_dir / "ok_plain.jpg", fresh, AlignSettings(), "x.jpg")
+    assert crop is None and row["status"] == "no_face" and "cannot be aligned" in str(row["error"])
 
 
 def test_too_small_faces_are_reported(faces_src: Path, tmp_path: Path) -> None:
