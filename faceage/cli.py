@@ -187,8 +187,8 @@ def train_command(
         "--manifest", help="Manifest CSV (default manifests/<dataset>/<protocol>.csv).")] = None,
     images: Annotated[Path | None, typer.Option(
         "--images", help="Aligned image folder the manifest's paths are relative to.")] = None,
-    fold: Annotated[int | None, typer.Option(
-        "--fold", help="Train this test fold only (default all).")] = None,
+    fold: Annotated[str | None, typer.Option(
+        "--fold", help="Train test fold k only, or all (default all).")] = None,
     backbone: Annotated[str | None, typer.Option(
         "--backbone", help="Any timm model name (default vgg16_bn).")] = None,
     loss: Annotated[str | None, typer.Option("--loss", help="mv, softmax or l2 (default mv).")] = None,

@@ -91,6 +91,8 @@ def _field_type(name: str) -> tuple[type, bool]:
 def _coerce(name: str, value: Any, source: str) -> Any:
     """Check one setting's type (ints pass as floats; strings from YAML/flags stay strings)."""
     kind, optional = _field_type(name)
+    if name == "fold" and isinstance(value, str):  # the CLI's `--fold k|all`
+        value = None if value.lower() == "all" else int(value) if value.isdigit() else value
     if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and optional):
         if optional:
             return None

@@ -48,6 +48,13 @@ def test_default_run_folder_and_manifest_follow_dataset_protocol_backbone_loss(t
     assert Path(cfg.out or "").parts[-2:] == ("runs", "fgnet-lopo-resnet50-l2")
 
 
+def test_fold_from_the_command_line_is_a_number_or_all() -> None:
+    assert resolve_config(None, {"fold": "3"}).fold == 3
+    assert resolve_config(None, {"fold": "all"}).fold is None
+    with pytest.raises(FaceageError, match="'fold' must be a whole number"):
+        resolve_config(None, {"fold": "first"})
+
+
 def test_recipe_none_means_random_init(tmp_path: Path) -> None:
     assert resolve_config(_recipe(tmp_path, {"pretrained": None})).pretrained is None
     assert resolve_config(None, {"pretrained": "none"}).pretrained is None
