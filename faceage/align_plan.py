@@ -151,11 +151,7 @@ def _read(path: Path) -> list[dict[str, object]]:
         ) from exc
     if df.empty:
         return []
-    rows = validate(df, FACES, str(path))
-    # validate() passes numbers through float64, which rounds nanosecond times; take the exact integers
-    for column in ("src_bytes", "src_mtime_ns"):
-        rows[column] = [int(v) for v in df[column]]
-    return rows.to_dict("records")
+    return validate(df, FACES, str(path)).to_dict("records")
 
 
 def reusable(row: dict[str, object] | None, job: Job, settings: str, dst: Path) -> bool:

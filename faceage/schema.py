@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -185,8 +186,14 @@ def _coerce(values: pd.Series, col: Column, source: str) -> pd.Series:
         if (finite & (arr != np.round(arr))).any():
             row = int(np.flatnonzero(finite & (arr != np.round(arr)))[0])
             raise TableError(f"{_where(source, row, col.name)}: {arr[row]:g} is not a whole number.")
-        return pd.Series(arr, index=values.index).astype("Int64" if col.nullable else "int64")
+        return _exact_ints(values, finite).astype("Int64" if col.nullable else "int64")
     return pd.Series(arr, index=values.index, dtype="float64")
+
+
+def _exact_ints(values: pd.Series, finite: np.ndarray) -> pd.Series:
+    """Whole numbers parsed exactly (float64 would round values above 2**53, such as nanosecond file times)."""
+    exact = [int(Decimal(str(v).strip())) if ok else None for v, ok in zip(values.tolist(), finite, strict=True)]
+    return pd.Series(exact, index=values.index, dtype="Int64")
 
 
 def read_table(path: str | os.PathLike[str], spec: TableSpec) -> pd.DataFrame:

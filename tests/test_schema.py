@@ -56,3 +56,13 @@ def test_read_table_names_missing_file_and_reads_optional_columns(tmp_path: Path
     f.write_text("path,age,pred,std\nx.jpg,20,22,1.5\n")
     out = read_table(f, PREDICTIONS)
     assert out["std"].iloc[0] == 1.5 and "mean" not in out.columns
+
+
+def test_whole_numbers_are_exact_beyond_float_precision() -> None:
+    from faceage.schema import FACES
+
+    row = {c.name: "" for c in FACES.columns}
+    row.update(src="a.jpg", status="no_face", n_faces="0", detector="retinaface", settings="x",
+               src_bytes="10", src_mtime_ns="1764316800123456789")
+    out = validate(pd.DataFrame([row]), FACES, "faces.csv")
+    assert int(out["src_mtime_ns"].iloc[0]) == 1764316800123456789
