@@ -325,3 +325,13 @@ def test_folds_trained_one_at_a_time_share_the_run(tiny_data: Data, tmp_path: Pa
     result = _train(tiny_data, out, resume=True, fold=1, epochs=1)
     assert [f.fold for f in result.folds] == [0, 1]
     assert pd.read_csv(out / "predictions.csv")["fold"].value_counts().to_dict() == {0: 28, 1: 28}
+
+
+def test_a_damaged_checkpoint_is_named_not_trained_over(tiny_data: Data, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    _train(tiny_data, out, fold=0, epochs=1)
+    last = out / "fold0" / "last.pt"
+    last.write_bytes(b"not a checkpoint")
+    with pytest.raises(FaceageError, match=f"{last}: not a readable checkpoint"):
+        _train(tiny_data, out, resume=True, fold=0, epochs=2)
+    assert last.read_bytes() == b"not a checkpoint"
