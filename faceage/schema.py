@@ -128,7 +128,7 @@ def _where(source: str, row: int | None, column: str | None) -> str:
 
 
 def validate(df: pd.DataFrame, spec: TableSpec, source: str = "<table>") -> pd.DataFrame:
-    """Check `df` against `spec` and return a copy with the spec's dtypes; raise TableError on the first fault."""
+    """Check `df` against `spec`; return a copy with its dtypes, or raise TableError at the first fault."""
     missing = [c.name for c in spec.columns if c.required and c.name not in df.columns]
     if missing:
         raise TableError(
@@ -180,7 +180,7 @@ def _coerce(values: pd.Series, col: Column, source: str) -> pd.Series:
             row = int(np.flatnonzero(bad & finite)[0])
             raise TableError(
                 f"{_where(source, row, col.name)}: {arr[row]:g} is outside the allowed range "
-                f"[{col.min if col.min is not None else '-inf'}, {col.max if col.max is not None else 'inf'}]."
+                f"[{'-inf' if col.min is None else col.min}, {'inf' if col.max is None else col.max}]."
             )
     if col.type == "int":
         if (finite & (arr != np.round(arr))).any():
@@ -191,8 +191,9 @@ def _coerce(values: pd.Series, col: Column, source: str) -> pd.Series:
 
 
 def _exact_ints(values: pd.Series, finite: np.ndarray) -> pd.Series:
-    """Whole numbers parsed exactly (float64 would round values above 2**53, such as nanosecond file times)."""
-    exact = [int(Decimal(str(v).strip())) if ok else None for v, ok in zip(values.tolist(), finite, strict=True)]
+    """Whole numbers parsed exactly (float64 rounds values above 2**53, such as nanosecond file times)."""
+    pairs = zip(values.tolist(), finite, strict=True)
+    exact = [int(Decimal(str(v).strip())) if ok else None for v, ok in pairs]
     return pd.Series(exact, index=values.index, dtype="Int64")
 
 
