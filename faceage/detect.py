@@ -21,6 +21,8 @@ from faceage.errors import FaceageError
 if TYPE_CHECKING:
     import onnxruntime
 
+    OnnxSession = onnxruntime.InferenceSession
+
 DETECTORS = ("retinaface", "insightface")
 DEVICES = ("auto", "cpu", "cuda")
 NMS_IOU = 0.4  # the overlap at which both reference implementations suppress a weaker box
@@ -108,6 +110,20 @@ def session_options(threads: int) -> onnxruntime.SessionOptions:
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only: a missing GPU is not worth a warning per worker
     return options
+
+
+def onnx_session(path: Path, what: str, instead: str, device: str = "auto", threads: int = 1) -> OnnxSession:
+    """An onnxruntime session for any model file (detectors, exported age models) with our providers and
+    settings; `what` names the file in errors and `instead` says what to pass."""
+    import onnxruntime
+
+    check_model_file(path, what, instead)
+    try:
+        return onnxruntime.InferenceSession(
+            str(path), sess_options=session_options(threads), providers=onnx_providers(device)
+        )
+    except Exception as exc:  # onnxruntime raises its own types for corrupt or foreign files
+        raise FaceageError(f"{path}: onnxruntime cannot load this {what} ({exc}); pass {instead}.") from exc
 
 
 def check_model_file(path: Path, what: str, instead: str) -> None:

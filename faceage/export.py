@@ -27,6 +27,7 @@ import torch
 from faceage.align_plan import list_images
 from faceage.cache import decode_image
 from faceage.console import log
+from faceage.detect import onnx_session
 from faceage.errors import FaceageError
 from faceage.inference import (
     FoldEnsemble,
@@ -34,7 +35,6 @@ from faceage.inference import (
     TorchEstimator,
     load_ensemble,
     onnx_metadata,
-    onnx_session,
     output_names,
     preprocess,
 )
@@ -133,7 +133,7 @@ def write_onnx(ensemble: FoldEnsemble, info: ModelInfo, example: np.ndarray, tar
 def parity(ensemble: FoldEnsemble, info: ModelInfo, x: np.ndarray, onnx_file: Path, device: str) -> float:
     """Max |Δ| between torch (fp32, CPU) and onnxruntime on `device` for the probabilities (l2: the mean)."""
     expected = TorchEstimator(ensemble, info, "cpu").estimate(x)
-    session = onnx_session(onnx_file, device=device)
+    session = onnx_session(onnx_file, "exported model", "the file just exported", device=device)
     got = dict(zip(output_names(info), session.run(output_names(info), {"input": x}), strict=True))
     key = "probs" if info.distribution else "mean"
     reference = expected.probs if info.distribution else expected.mean

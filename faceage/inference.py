@@ -34,7 +34,7 @@ from faceage.model import AgeModel, build_model
 from faceage.runs import CONFIG, PREDICTIONS_CSV
 
 if TYPE_CHECKING:
-    import onnxruntime
+    from faceage.detect import OnnxSession
 
 MODEL_KEYS = ("backbone", "loss", "img_size", "resize")  # the settings that rebuild a model and its input
 CHECKPOINTS = ("best.pt", "last.pt")  # a fold's model: best on validation, else the latest epoch
@@ -135,7 +135,7 @@ class TorchEstimator:
 class OnnxEstimator:
     """An exported model in onnxruntime (CUDA provider first when present)."""
 
-    def __init__(self, session: onnxruntime.InferenceSession, info: ModelInfo) -> None:
+    def __init__(self, session: OnnxSession, info: ModelInfo) -> None:
         self.session = session
         self.info = info
         self.input_name = session.get_inputs()[0].name
@@ -243,24 +243,12 @@ def _rebuild(state: dict[str, Any], settings: dict[str, Any], file: Path) -> Age
     return model.eval()
 
 
-def onnx_session(path: Path, device: str = "auto", threads: int = 1) -> onnxruntime.InferenceSession:
-    """An onnxruntime session for a model file, with the detector's provider choice and session settings."""
-    import onnxruntime
-
-    from faceage.detect import check_model_file, onnx_providers, session_options
-
-    check_model_file(path, "ONNX model", "a file written by `faceage export`")
-    try:
-        return onnxruntime.InferenceSession(str(path), sess_options=session_options(threads),
-                                            providers=onnx_providers(device))
-    except Exception as exc:  # onnxruntime raises its own types for corrupt or foreign files
-        raise FaceageError(f"{path}: onnxruntime cannot load it ({exc}); export it again with "
-                           f"`faceage export RUN --onnx {path}`.") from exc
-
-
 def load_onnx(path: Path, device: str = "auto", threads: int = 1) -> OnnxEstimator:
     """An exported model with the settings `faceage export` stored in its metadata."""
-    session = onnx_session(path, device, threads)
+    from faceage.detect import onnx_session
+
+    session = onnx_session(path, "ONNX model", f"a file written by `faceage export` (or export it again: "
+                           f"`faceage export RUN --onnx {path}`)", device, threads)
     meta = session.get_modelmeta().custom_metadata_map
     try:
         info = ModelInfo(str(path), meta[META_PREFIX + "backbone"], meta[META_PREFIX + "loss"],

@@ -30,22 +30,11 @@ from faceage.draw import Mark, age_label, draw_targets, save_drawn
 from faceage.errors import FaceageError
 from faceage.imageio import ImageLoadError, load_rgb
 from faceage.inference import Estimator, ModelInfo, preprocess
-from faceage.schema import BOX_COLUMNS, FACES, Column, TableSpec, read_table, validate
+from faceage.schema import BOX_COLUMNS, FACE_PREDICTIONS, FACES, read_table, validate
 
 OUT_FORMATS = (".csv", ".json")
 FAILED_TO_READ = ("unreadable", "too_large", "unsupported")
 # Columns of the table predict writes (one row per face; one row per image that yielded none).
-FACE_PREDICTIONS = TableSpec("face predictions", (
-    Column("path", "str", doc="source image, as found from the inputs given"),
-    Column("face", "int", nullable=True, min=0, doc="face index in the image, best detector score first"),
-    Column("status", "str", doc="ok, too_small, no_face, unreadable, too_large or unsupported"),
-    Column("score", "float", nullable=True, doc="detector confidence"),
-    *(Column(c, "float", nullable=True, doc="face box, pixels of the upright image") for c in BOX_COLUMNS),
-    Column("pred", "float", nullable=True, min=0, doc="predicted age: round(mean), half up"),
-    Column("mean", "float", nullable=True, doc="expected age of the (fold-averaged) distribution"),
-    Column("std", "float", nullable=True, min=0, doc="its standard deviation; 0 for the l2 model"),
-    Column("error", "str", nullable=True, doc="why there is no prediction"),
-))
 _HELD_PIXELS = 100_000_000  # images kept for drawing while their faces wait for a batch
 
 

@@ -111,7 +111,22 @@ PREDICTIONS = TableSpec(
     unique="path",
 )
 
-SPECS = {spec.kind: spec for spec in (FACES, LABELS, MANIFEST, PREDICTIONS)}
+FACE_PREDICTIONS = TableSpec(
+    "face predictions",
+    (
+        Column("path", "str", doc="source image, as found from the inputs given"),
+        Column("face", "int", nullable=True, min=0, doc="face index in the image, best detector score first"),
+        Column("status", "str", doc="ok, too_small, no_face, unreadable, too_large or unsupported"),
+        Column("score", "float", nullable=True, doc="detector confidence"),
+        *(Column(c, "float", nullable=True, doc="face box, upright image pixels") for c in BOX_COLUMNS),
+        Column("pred", "float", nullable=True, min=0, doc="predicted age: round(mean), half up"),
+        Column("mean", "float", nullable=True, doc="expected age of the (fold-averaged) distribution"),
+        Column("std", "float", nullable=True, min=0, doc="its standard deviation; 0 for the l2 model"),
+        Column("error", "str", nullable=True, doc="why there is no prediction"),
+    ),
+)
+
+SPECS = {spec.kind: spec for spec in (FACES, LABELS, MANIFEST, PREDICTIONS, FACE_PREDICTIONS)}
 
 
 class TableError(FaceageError, ValueError):

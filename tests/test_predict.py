@@ -28,8 +28,8 @@ from faceage.config import resolve_config
 from faceage.errors import FaceageError
 from faceage.inference import load_estimator, preprocess
 from faceage.manifest import build_manifest, write_manifest
-from faceage.predict import FACE_PREDICTIONS, PredictOptions, alignment_for, predict_images
-from faceage.schema import read_table
+from faceage.predict import PredictOptions, alignment_for, predict_images
+from faceage.schema import FACE_PREDICTIONS, read_table
 from faceage.train import run_training
 
 N_PHOTOS = 40
