@@ -60,7 +60,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--img-size", type=int, default=224, help="training crop (default 224)")
     p.add_argument("--resize", type=int, default=256, help="cached image size (default 256)")
     p.add_argument("--steps", type=int, default=20, help="timed steps per variant and round")
-    p.add_argument("--rounds", type=int, default=3, help="timed rounds; the median round counts")
+    p.add_argument("--rounds", type=int, default=5, help="timed rounds; the median counts")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps before each variant")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--loader-workers", type=int, default=min(8, os.cpu_count() or 1))
@@ -75,8 +75,8 @@ def sync(device: torch.device) -> None:
 
 
 def interleaved(variants: dict[str, Callable[[int], None]], steps: int, warmup: int, rounds: int,
-                batch: int, device: torch.device) -> dict[str, float]:
-    """Median images/s of each variant over `rounds` timed blocks of `steps`, the variants taking turns
+                batch: int, device: torch.device) -> dict[str, list[float]]:
+    """Images/s of each variant in each of `rounds` timed blocks of `steps`, the variants taking turns
     (so a change in machine load hits all of them), after `warmup` untimed steps each."""
     for run in variants.values():
         run(warmup)
@@ -88,7 +88,7 @@ def interleaved(variants: dict[str, Callable[[int], None]], steps: int, warmup: 
             run(steps)
             sync(device)
             rates[key].append(steps * batch / (time.perf_counter() - start))
-    return {key: statistics.median(values) for key, values in rates.items()}
+    return rates
 
 
 def list_images(root: Path, limit: int) -> list[str]:
@@ -205,7 +205,7 @@ def main() -> None:
                             num_workers=args.loader_workers, pin_memory=device.type == "cuda", drop_last=True,
                             persistent_workers=args.loader_workers > 0)
         rows = np.arange(len(paths))
-        results: dict[str, dict[str, float]] = {}
+        results: dict[str, dict[str, list[float]]] = {}
         for mode in ("eager", "compiled") if args.compile else ("eager",):
             net = cast(nn.Module, torch.compile(model)) if mode == "compiled" else model
             ours = forever(lambda: data.batches(rows, batch, True, gen, drop_last=True))
@@ -219,19 +219,22 @@ def main() -> None:
     report(results, backbone, device, args, cache_s, len(paths), data.resident)
 
 
-def report(results: dict[str, dict[str, float]], backbone: str, device: torch.device,
+def report(results: dict[str, dict[str, list[float]]], backbone: str, device: torch.device,
            args: argparse.Namespace, cache_s: float, n_images: int, resident: bool) -> None:
     """The rich table (and the JSON file when asked)."""
     precision = "bf16 autocast, channels_last" if device.type == "cuda" else "fp32"
     title = (f"{backbone}, batch {args.batch_size}, {args.img_size} px crops of {args.resize}, {device} "
              f"({precision}), median of {args.rounds} rounds of {args.steps} steps after {args.warmup}")
     table = Table(title=title)
-    columns = ("mode", "(a) faceage img/s", "(b) fixed tensor img/s", "(c) DataLoader img/s", "a/b", "a/c")
+    columns = ("mode", "(a) faceage img/s", "(b) fixed tensor img/s", "(c) DataLoader img/s", "a/b", "a/c",
+               "a/b per round")
     for column in columns:
         table.add_column(column, justify="right")
-    for mode, r in results.items():
+    medians = {mode: {k: statistics.median(v) for k, v in rates.items()} for mode, rates in results.items()}
+    for mode, r in medians.items():
+        per_round = [a / b for a, b in zip(results[mode]["a"], results[mode]["b"], strict=True)]
         table.add_row(mode, f"{r['a']:,.1f}", f"{r['b']:,.1f}", f"{r['c']:,.1f}", f"{r['a'] / r['b']:.3f}",
-                      f"{r['a'] / r['c']:.2f}")
+                      f"{r['a'] / r['c']:.2f}", f"{min(per_round):.2f}–{max(per_round):.2f}")
     console.print(table)
     where = "resident on" if resident else "streamed to"
     console.print(f"{n_images} images, uint8 cache {where} {device}, built or opened in {cache_s:.1f} s; "
@@ -240,7 +243,8 @@ def report(results: dict[str, dict[str, float]], backbone: str, device: torch.de
         payload = {"backbone": backbone, "device": str(device), "batch_size": args.batch_size,
                    "img_size": args.img_size, "resize": args.resize, "steps": args.steps,
                    "rounds": args.rounds, "warmup": args.warmup, "loader_workers": args.loader_workers,
-                   "images": n_images, "torch": torch.__version__, "img_per_s": results,
+                   "images": n_images, "torch": torch.__version__, "img_per_s": medians,
+                   "img_per_s_per_round": results,
                    "cache_seconds": cache_s}
         write_text_atomic(args.json, json.dumps(payload, indent=1) + "\n")
 
