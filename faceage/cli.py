@@ -182,7 +182,7 @@ def train_command(
     )] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="Dataset name (default morph2).")] = None,
     protocol: Annotated[str | None, typer.Option(
-        "--protocol", help="rs, se, lopo or official (default se).")] = None,
+        "--protocol", help="rs, se, lopo or official (default: the manifest's file name, else se).")] = None,
     manifest: Annotated[Path | None, typer.Option(
         "--manifest", help="Manifest CSV (default manifests/<dataset>/<protocol>.csv).")] = None,
     images: Annotated[Path | None, typer.Option(

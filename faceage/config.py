@@ -33,8 +33,8 @@ class TrainConfig:
     """Everything `faceage train` needs; the defaults are the paper's settings (Pan et al. 2018, Sec. 4.1)."""
 
     dataset: str = "morph2"
-    protocol: str = "se"
-    manifest: str | None = None  # default: manifests/<dataset>/<protocol>.csv
+    protocol: str | None = None  # None: the manifest file's name says (se.csv, rs_seed1.csv …), else se
+    manifest: str | None = None  # default: manifests/<dataset>/<protocol or se>.csv
     images: str | None = None  # aligned image folder the manifest's paths are relative to
     fold: int | None = None  # None: every test fold of the manifest
     backbone: str = "vgg16_bn"
@@ -62,13 +62,13 @@ class TrainConfig:
         """The manifest file: `--manifest`, else manifests/<dataset>/<protocol>.csv."""
         if self.manifest:
             return Path(self.manifest)
-        return Path("manifests") / self.dataset / f"{self.protocol}.csv"
+        return Path("manifests") / self.dataset / f"{self.protocol or 'se'}.csv"
 
     def run_dir(self) -> Path:
         """The run folder: `--out`, else runs/<dataset>-<protocol>-<backbone>-<loss>."""
         if self.out:
             return Path(self.out)
-        return Path("runs") / f"{self.dataset}-{self.protocol}-{self.backbone}-{self.loss}"
+        return Path("runs") / f"{self.dataset}-{self.protocol or 'se'}-{self.backbone}-{self.loss}"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -178,8 +178,11 @@ def resolve_config(
     """The config: `base` (the defaults, or a saved run's config) < recipe file < flags given explicitly.
 
     Flags whose value is None are treated as not given. Relative paths are made absolute so the saved config
-    means the same thing from any working directory.
+    means the same thing from any working directory. The protocol, when no one sets it, is the one the
+    manifest's file name states (`rs.csv`, `lopo_seed1.csv` …), else se.
     """
+    from faceage.protocols import protocol_from_name  # here: it loads scikit-learn
+
     settings = (base or TrainConfig()).to_dict()
     if recipe is not None:
         settings = _merge(settings, read_yaml_settings(recipe), str(recipe))
@@ -188,6 +191,8 @@ def resolve_config(
     for name in PATH_FIELDS:
         if settings[name] is not None:
             settings[name] = str(Path(settings[name]).expanduser().absolute())
+    if settings["protocol"] is None:
+        settings["protocol"] = (settings["manifest"] and protocol_from_name(settings["manifest"])) or "se"
     cfg = TrainConfig(**settings)
     _check(cfg, str(recipe) if recipe is not None and not given else "train settings")
     if cfg.manifest is None:

@@ -55,6 +55,13 @@ def test_fold_from_the_command_line_is_a_number_or_all() -> None:
         resolve_config(None, {"fold": "first"})
 
 
+def test_protocol_defaults_to_the_manifest_name_then_se(tmp_path: Path) -> None:
+    assert resolve_config(None, {"manifest": tmp_path / "morph_rs.csv"}).protocol == "rs"
+    assert resolve_config(None, {"manifest": tmp_path / "rs.csv", "protocol": "se"}).protocol == "se"
+    assert resolve_config(None, {"manifest": tmp_path / "faces.csv"}).protocol == "se"
+    assert resolve_config(None, {}).protocol == "se"
+
+
 def test_recipe_none_means_random_init(tmp_path: Path) -> None:
     assert resolve_config(_recipe(tmp_path, {"pretrained": None})).pretrained is None
     assert resolve_config(None, {"pretrained": "none"}).pretrained is None
