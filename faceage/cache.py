@@ -78,8 +78,11 @@ def cache_key(images_root: Path, paths: Sequence[str], size: int) -> tuple[str, 
 
 def decode_image(file: Path, size: int) -> np.ndarray:
     """One image as (size, size, 3) uint8 RGB (decoded like every stage does: upright, any pixel mode),
-    resized with Lanczos when its size differs."""
-    rgb = load_rgb(file)
+    resized with Lanczos when its size differs; FaceageError naming the file when it cannot be decoded."""
+    try:
+        rgb = load_rgb(file)
+    except ImageLoadError as exc:
+        raise FaceageError(str(exc)) from exc
     if rgb.shape[:2] != (size, size):
         rgb = np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.LANCZOS))
     return rgb
@@ -201,7 +204,7 @@ def _write_rows(chunk: tuple[str, int, int, int, list[str]]) -> tuple[int, str |
     for i, file in enumerate(files, start):
         try:
             rows[i] = decode_image(Path(file), size)
-        except ImageLoadError as exc:
+        except FaceageError as exc:
             return 0, f"cannot cache image {exc} Re-run `faceage align` for it or drop it from the manifest."
     rows.flush()
     return len(files), None
