@@ -325,6 +325,34 @@ def export_command(
                   f"(limit {PARITY_TOLERANCE:g})", highlight=False)
 
 
+@app.command("demo")
+def demo_command(
+    data: Annotated[Path | None, typer.Option(
+        "--data", help="Images with MORPH-style names (default: $FACEAGE_DATA, else "
+        "../shared/data/morph_subset/images, else insightface's sample photos, aligned only).",
+    )] = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder for every stage's output.")] = Path("demo_out"),
+    recipe: Annotated[Path, typer.Option("--recipe", help="Training recipe of the demo run.")] = Path(
+        "pipelines/demo-morph_subset-lite0.yaml"),
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Override the recipe's epochs.")] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    workers: Annotated[int | None, typer.Option(
+        "--workers", "-j", help="Align processes (default: all cores).",
+    )] = None,
+) -> None:
+    """The main job on demo data: align → manifest → train → eval → predict; a rerun resumes."""
+    from faceage.demo import run_demo
+
+    result = run_demo(data, out, recipe, epochs, device, workers)
+    for note in result.notes:
+        console.print(f"[yellow]{escape(note)}[/]", highlight=False)
+    console.rule("results")
+    for name, path in (("aligned faces", result.aligned), ("manifest", result.manifest), ("run", result.run),
+                       ("report", result.report), ("drawn predictions", result.drawn)):
+        if path is not None:
+            console.print(f"{name}: {escape(str(path))}", highlight=False)
+
+
 def main() -> None:
     """Entry point of the console script: user errors print one clear message and exit 2."""
     try:

@@ -1,0 +1,60 @@
+"""The main job: `faceage demo` runs every stage on a folder of real MORPH photos and resumes on a rerun."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from faceage.cli import app
+from faceage.demo import DEFAULT_RECIPE, find_data
+from faceage.errors import FaceageError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_find_data_prefers_the_flag_then_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    labelled = tmp_path / "morph"
+    labelled.mkdir()
+    (labelled / "009055_0M54.JPG").write_bytes(b"")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "holiday.jpg").write_bytes(b"")
+    monkeypatch.setenv("FACEAGE_DATA", str(other))
+    assert find_data(labelled) == (labelled, True)
+    assert find_data(None) == (other, False)
+    with pytest.raises(FaceageError, match="does not exist"):
+        find_data(tmp_path / "absent")
+
+
+def test_demo_runs_every_stage_and_resumes(morph_dir: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    data = tmp_path / "photos"
+    data.mkdir()
+    for photo in sorted((morph_dir / "images").iterdir())[:90]:
+        (data / photo.name).symlink_to(photo)
+    out = tmp_path / "out"
+    args = ["demo", "--data", str(data), "--out", str(out), "--recipe", str(REPO / DEFAULT_RECIPE),
+            "--epochs", "1", "--device", "cpu", "--workers", "1"]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    faces = pd.read_csv(out / "aligned" / "faces.csv")
+    assert len(faces) == 90 and (faces["status"] == "ok").mean() >= 0.95
+    manifest = pd.read_csv(out / "manifests" / "morph2" / "se.csv")
+    predictions = pd.read_csv(out / "run" / "predictions.csv")
+    assert set(predictions["path"]) == set(manifest.loc[manifest["fold"] == 0, "path"])
+    assert "| run |" in (out / "report.md").read_text() and (out / "cs.png").stat().st_size > 0
+    assert len(list((out / "drawn").iterdir())) == 8
+    assert len(pd.read_csv(out / "predict.csv")) >= 8
+
+    trained = (out / "run" / "fold0" / "last.pt").stat().st_mtime_ns
+    aligned = (out / "aligned" / "faces.csv").read_bytes()
+    second = CliRunner().invoke(app, args)
+    assert second.exit_code == 0, second.output
+    assert (out / "run" / "fold0" / "last.pt").stat().st_mtime_ns == trained  # the finished fold is skipped
+    assert (out / "aligned" / "faces.csv").read_bytes() == aligned  # nothing realigned
