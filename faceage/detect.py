@@ -19,9 +19,11 @@ import numpy as np
 from faceage.errors import FaceageError
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     import onnxruntime
 
-    OnnxSession = onnxruntime.InferenceSession
+    OnnxSession: TypeAlias = onnxruntime.InferenceSession
 
 DETECTORS = ("retinaface", "insightface")
 DEVICES = ("auto", "cpu", "cuda")

@@ -14,7 +14,7 @@ DATA = SHARED / "data"
 
 def _need(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f"test data not found at {path} (set FACEAGE_SHARED to the folder holding data/ and models/)")
+        pytest.skip(f"test data not found at {path} (set FACEAGE_SHARED to the folder with data/, models/)")
     return path
 
 
