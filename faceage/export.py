@@ -101,8 +101,9 @@ def check_faces(info: ModelInfo, faces: str | Path | None = None, limit: int = C
         raise FaceageError(f"{folder}: no aligned face images to check the export on; pass --faces DIR.")
     try:
         crops = [decode_image(file, info.resize) for file in files]
-    except (OSError, ValueError) as exc:
-        raise FaceageError(f"{folder}: cannot decode an aligned face ({exc}); pass --faces DIR.") from exc
+    except FaceageError as exc:  # decode_image names the file and why
+        raise FaceageError(f"{folder}: cannot decode an aligned face ({exc}); pass --faces DIR with "
+                           f"decodable aligned faces.") from exc
     return preprocess(crops, info)
 
 

@@ -82,6 +82,13 @@ def test_export_refusals(trained_run: Path, tmp_path: Path) -> None:  # noqa: F8
         load_estimator(tmp_path / "fake.onnx")
 
 
+def test_an_undecodable_face_names_the_file_and_the_faces_option(tmp_path: Path) -> None:
+    (tmp_path / "broken.jpg").write_bytes(b"not a JPEG")
+    info = ModelInfo("test", "test_resnet", "mv", 56, 64, (0,), None)
+    with pytest.raises(FaceageError, match=r"broken\.jpg.*pass --faces DIR"):
+        check_faces(info, faces=tmp_path)
+
+
 def test_large_weights_go_beside_the_graph(trained_run: Path, tmp_path: Path,  # noqa: F811
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(export, "EXTERNAL_DATA_BYTES", 0)  # as if the folds weighed gigabytes
