@@ -83,9 +83,15 @@ def decode_image(file: Path, size: int) -> np.ndarray:
         rgb = load_rgb(file)
     except ImageLoadError as exc:
         raise FaceageError(str(exc)) from exc
-    if rgb.shape[:2] != (size, size):
-        rgb = np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.LANCZOS))
-    return rgb
+    return resize_square(rgb, size)
+
+
+def resize_square(rgb: np.ndarray, size: int) -> np.ndarray:
+    """A uint8 RGB image at `size`×`size` (Lanczos when its size differs, else the array itself): how the
+    cache stores an aligned face, and so how predict must resize one."""
+    if rgb.shape[:2] == (size, size):
+        return rgb
+    return np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8)
 
 
 def open_cache(

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor, nn
 
+from faceage.cache import resize_square
 from faceage.checkpoint import load_checkpoint
 from faceage.config import load_saved_config
 from faceage.console import log
@@ -268,18 +268,11 @@ def onnx_metadata(info: ModelInfo) -> dict[str, str]:
     return {META_PREFIX + key: str(value) for key, value in values.items()}
 
 
-def resize_aligned(crop: np.ndarray, size: int) -> np.ndarray:
-    """An aligned face at `size`² as the training cache stores it (Lanczos when the size differs)."""
-    if crop.shape[:2] == (size, size):
-        return crop
-    return np.asarray(Image.fromarray(crop).resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8)
-
-
 def preprocess(crops: Sequence[np.ndarray] | np.ndarray, info: ModelInfo) -> np.ndarray:
     """Aligned uint8 faces → normalised (N, 3, img_size, img_size) float32, through training's test path."""
     if len(crops) == 0:
         return np.zeros((0, 3, info.img_size, info.img_size), dtype=np.float32)
-    images = np.stack([resize_aligned(np.asarray(c, dtype=np.uint8), info.resize) for c in crops])
+    images = np.stack([resize_square(np.asarray(c, dtype=np.uint8), info.resize) for c in crops])
     with _quiet():
         device_images = DeviceImages(images, np.zeros(len(images), np.float32), torch.device("cpu"),
                                      crop=info.img_size, resident=True)
