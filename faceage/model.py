@@ -1,7 +1,9 @@
 """The age model: any timm backbone (features only) plus our own head, and decoding outputs into ages.
 
-Two head kinds: "distribution" (mv, softmax losses) — Linear(num_features, 101) logits over ages 0..100 —
-and "regression" (l2) — Linear(num_features, 1) predicting the standardised age.
+Two head kinds: "distribution" (mv, softmax losses) — Linear(features, 101) logits over ages 0..100 —
+and "regression" (l2) — Linear(features, 1) predicting the standardised age. `features` is what the
+backbone's forward returns: timm's `head_hidden_size` (after a conv head or pre-logits MLP, as in
+mobilenetv3 or vgg), else `num_features`.
 
 Both heads start small (normal std 0.01, zero bias). For the distribution head this starts from a
 near-uniform age distribution, favouring no age, and keeps the random head's gradients into a pretrained
@@ -58,8 +60,7 @@ class AgeModel(nn.Module):
         self.head_kind = head_kind
         self.backbone = backbone
         self.dropout = nn.Dropout(drop_rate)
-        num_features = int(getattr(backbone, "num_features"))  # noqa: B009 - timm models all have it
-        self.head = nn.Linear(num_features, AGE_CLASSES if head_kind == "distribution" else 1)
+        self.head = nn.Linear(feature_size(backbone), AGE_CLASSES if head_kind == "distribution" else 1)
         nn.init.normal_(self.head.weight, std=HEAD_INIT_STD)
         nn.init.zeros_(self.head.bias)
         # Buffers so they travel with the checkpoint; the trainer sets them from the training ages (l2).
@@ -79,6 +80,16 @@ class AgeModel(nn.Module):
                 return AgePrediction(round_half_up(age), age, torch.zeros_like(age), None)
             probs, mean, variance = distribution_stats(outputs.float())
             return AgePrediction(round_half_up(mean), mean, variance.clamp_min(0).sqrt(), probs)
+
+
+def feature_size(backbone: nn.Module) -> int:
+    """Width of a classifier-less timm backbone's output: `head_hidden_size` where timm ≥ 1.0 sets it (a
+    conv head or pre-logits MLP widens the pooled features: mobilenetv3, vgg), else `num_features`."""
+    size = getattr(backbone, "head_hidden_size", None) or getattr(backbone, "num_features", None)
+    if not size:
+        raise FaceageError(f"backbone {type(backbone).__name__} states no feature size (head_hidden_size or "
+                           f"num_features); use a timm model.")
+    return int(size)
 
 
 def create_backbone(name: str) -> nn.Module:

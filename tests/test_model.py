@@ -28,6 +28,17 @@ def test_forward_shapes(backbone: str, loss: str, shape: tuple[int, ...]) -> Non
     assert out.shape == shape and out.dtype == torch.float32
 
 
+@pytest.mark.parametrize(("backbone", "features"), [
+    ("mobilenetv3_small_050", 1024),  # a conv head widens the 288 pooled features: head_hidden_size
+    ("resnet18", 512),  # no head before the classifier: num_features
+])
+def test_head_takes_the_width_the_backbone_returns(backbone: str, features: int) -> None:
+    model, _ = build_model(backbone, "mv")
+    assert model.head.in_features == features
+    with torch.no_grad():
+        assert model.eval()(torch.randn(2, 3, 64, 64)).shape == (2, AGE_CLASSES)
+
+
 def test_heads_start_small() -> None:
     for loss, rows in (("mv", AGE_CLASSES), ("softmax", AGE_CLASSES), ("l2", 1)):
         head = build_model("resnet18", loss)[0].head
