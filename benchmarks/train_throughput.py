@@ -40,11 +40,11 @@ from torchvision import transforms
 
 from faceage.atomic import write_text_atomic
 from faceage.console import console
-from faceage.data import IMAGENET_MEAN, IMAGENET_STD, DeviceImages, open_cache
+from faceage.data import DeviceImages, open_cache
 from faceage.distributed import DistContext
 from faceage.loop import EpochProgress, autocast, train_epoch
 from faceage.losses import AgeLoss, make_loss
-from faceage.model import AgePrediction, build_model
+from faceage.model import AgePrediction, InputNorm, build_model, input_norm
 
 UTKFACE = Path(__file__).resolve().parents[2] / "shared" / "data" / "utkface"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -116,13 +116,14 @@ def write_aligned_like(dst: Path, count: int, size: int) -> list[str]:
 class JpegFolder(Dataset[tuple[Tensor, Tensor]]):
     """The usual ImageFolder-style dataset: decode a JPEG per item, then torchvision transforms."""
 
-    def __init__(self, root: Path, paths: list[str], ages: np.ndarray, crop: int, resize: int) -> None:
+    def __init__(self, root: Path, paths: list[str], ages: np.ndarray, crop: int, resize: int,
+                 norm: InputNorm) -> None:
         self.files = [root / p for p in paths]
         self.ages = torch.from_numpy(ages)
         resize_step = [] if _size(self.files[0]) == resize else [transforms.Resize((resize, resize))]
         self.transform = transforms.Compose([
             *resize_step, transforms.RandomCrop(crop), transforms.RandomHorizontalFlip(),
-            transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+            transforms.ToTensor(), transforms.Normalize(norm.mean, norm.std),
         ])
 
     def __len__(self) -> int:
@@ -192,7 +193,8 @@ def main() -> None:
         started = time.perf_counter()
         cached = open_cache(root, paths, size=args.resize)
         cache_s = time.perf_counter() - started
-        data = DeviceImages(cached, ages, device, crop=crop)
+        norm = input_norm(backbone)
+        data = DeviceImages(cached, ages, device, crop=crop, mean=norm.mean, std=norm.std)
 
         model = build_model(backbone, "mv")[0].to(device).train()
         if device.type == "cuda":
@@ -201,8 +203,9 @@ def main() -> None:
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
         gen = torch.Generator().manual_seed(0)
         fixed = next(data.batches(np.arange(len(paths)), batch, True, gen))
-        loader = DataLoader(JpegFolder(root, paths, ages, crop, args.resize), batch_size=batch, shuffle=True,
-                            num_workers=args.loader_workers, pin_memory=device.type == "cuda", drop_last=True,
+        jpegs = JpegFolder(root, paths, ages, crop, args.resize, norm)
+        loader = DataLoader(jpegs, batch_size=batch, shuffle=True, num_workers=args.loader_workers,
+                            pin_memory=device.type == "cuda", drop_last=True,
                             persistent_workers=args.loader_workers > 0)
         rows = np.arange(len(paths))
         results: dict[str, dict[str, list[float]]] = {}

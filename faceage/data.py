@@ -3,15 +3,16 @@
 The images stay uint8 until the last moment: resident on the GPU when they fit (a quarter of the bytes
 of float32), otherwise gathered per batch into pinned host memory and copied without blocking while the
 previous step runs. Random crop and horizontal flip are one vectorised gather on the device; then float,
-ImageNet normalisation, and channels_last on CUDA. All randomness comes from the caller's generator and
-is drawn when `batches` is called, so restoring the generator state reproduces an epoch exactly.
+normalisation with the model's mean/std (`model.input_norm`), and channels_last on CUDA. All randomness
+comes from the caller's generator and is drawn when `batches` is called, so restoring the generator state
+reproduces an epoch exactly.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -22,10 +23,8 @@ from faceage.cache import open_cache
 from faceage.console import log
 from faceage.errors import FaceageError
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "DeviceImages", "num_batches", "open_cache"]
+__all__ = ["DeviceImages", "num_batches", "open_cache"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 Batch = tuple[Tensor, Tensor]  # (x, ages)
 _GPU_SHARE = 0.5  # the images go on the GPU when they take at most this share of its free memory
 _COPY_BYTES = 256 << 20  # chunk size when copying the cache onto the GPU (keeps host memory flat)
@@ -37,10 +36,15 @@ def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
 
 
 class DeviceImages:
-    """uint8 images on the device (or in pinned host memory when they don't fit) → augmented float batches."""
+    """uint8 images on the device (or in pinned host memory when they don't fit) → augmented float batches.
+
+    mean, std: per-channel (RGB, 0..1 scale) normalisation of the model being fed, `model.input_norm(name)`.
+    """
 
     def __init__(self, images: np.ndarray, ages: np.ndarray, device: torch.device, crop: int,
-                 resident: bool | None = None) -> None:
+                 mean: Sequence[float], std: Sequence[float], resident: bool | None = None) -> None:
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise ValueError(f"mean and std must be 3 values (RGB) with std > 0, not {mean} and {std}")
         if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:
             raise ValueError(f"images must be (N, H, W, 3) uint8, not {images.shape} {images.dtype}")
         ages = np.asarray(ages, dtype=np.float32)
@@ -58,9 +62,11 @@ class DeviceImages:
         on_device = self.resident and self.device.type != "cpu"
         self._images = _copy_to(host, self.device) if on_device else host
         self._ages = torch.from_numpy(ages).to(self.device)
-        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)  # constants computed on the CPU: same bits anywhere
-        self._scale, self._shift = (1.0 / (255.0 * std)).to(self.device), (-mean / std).to(self.device)
+        # scale and shift computed on the CPU: the same bits on any device
+        mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        self._scale = (1.0 / (255.0 * std_t)).to(self.device)
+        self._shift = (-mean_t / std_t).to(self.device)
         where = "resident on" if self.resident else "streamed to"
         log.info("%d images (%.2f GB uint8) %s %s", len(images), images.nbytes / 1e9, where, self.device)
 

@@ -6,7 +6,7 @@ whose age distribution is the mean of the folds' distributions; mean, std and th
 that average. The same module is what `faceage export` writes to ONNX, so torch and ONNX compute the same.
 
 Inputs are training's test-time tensors: the aligned crop resized to the run's `resize` as the image cache
-does, then `DeviceImages`' centre crop and ImageNet normalisation (`preprocess`).
+does, then `DeviceImages`' centre crop and the backbone's normalisation, `model.input_norm` (`preprocess`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from faceage.console import log
 from faceage.data import DeviceImages
 from faceage.errors import FaceageError
 from faceage.losses import distribution_stats, round_half_up
-from faceage.model import AgeModel, build_model
+from faceage.model import AgeModel, InputNorm, build_model, input_norm
 from faceage.runs import CONFIG, PREDICTIONS_CSV
 
 if TYPE_CHECKING:
@@ -58,6 +58,11 @@ class ModelInfo:
     def distribution(self) -> bool:
         """True for mv/softmax models (an age distribution); False for the l2 regression baseline."""
         return self.loss != "l2"
+
+    @property
+    def norm(self) -> InputNorm:
+        """The input normalisation of the backbone, as training used it (derived from its name)."""
+        return input_norm(self.backbone)
 
 
 @dataclass(frozen=True)
@@ -273,9 +278,10 @@ def preprocess(crops: Sequence[np.ndarray] | np.ndarray, info: ModelInfo) -> np.
     if len(crops) == 0:
         return np.zeros((0, 3, info.img_size, info.img_size), dtype=np.float32)
     images = np.stack([resize_square(np.asarray(c, dtype=np.uint8), info.resize) for c in crops])
+    norm = info.norm
     with _quiet():
         device_images = DeviceImages(images, np.zeros(len(images), np.float32), torch.device("cpu"),
-                                     crop=info.img_size, resident=True)
+                                     crop=info.img_size, mean=norm.mean, std=norm.std, resident=True)
     batches = device_images.batches(np.arange(len(images)), len(images), train=False,
                                     generator=torch.Generator())
     return torch.cat([x for x, _ in batches]).numpy()

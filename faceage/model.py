@@ -5,6 +5,11 @@ and "regression" (l2) — Linear(features, 1) predicting the standardised age. `
 backbone's forward returns: timm's `head_hidden_size` (after a conv head or pre-logits MLP, as in
 mobilenetv3 or vgg), else `num_features`.
 
+The model's input normalisation is the backbone's too (`input_norm`): the per-channel mean and std its
+pretrained weights were trained with, from timm's pretrained config for the backbone name (0.5/0.5 for the
+tf_efficientnet_lite family, ImageNet's for resnets). Training, prediction, export and the benchmarks all
+take it from there; it derives from the name alone, so checkpoints and exported files store nothing.
+
 Both heads start small (normal std 0.01, zero bias). For the distribution head this starts from a
 near-uniform age distribution, favouring no age, and keeps the random head's gradients into a pretrained
 backbone small. For the regression head it is what makes the L2 baseline fair: with timm's default init
@@ -17,7 +22,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import timm
+import timm.models
 import torch
+from timm.models import PretrainedCfg
 from torch import Tensor, nn
 
 from faceage.errors import FaceageError
@@ -25,6 +32,15 @@ from faceage.losses import AGE_CLASSES, LOSSES, distribution_stats, round_half_u
 from faceage.weights import load_pretrained
 
 HEAD_INIT_STD = 0.01
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the fallback for backbones timm has no pretrained config for
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class InputNorm(NamedTuple):
+    """Per-channel (RGB) mean and std on the 0..1 pixel scale: x = (pixel / 255 − mean) / std."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
 
 
 class AgePrediction(NamedTuple):
@@ -92,13 +108,34 @@ def feature_size(backbone: nn.Module) -> int:
     return int(size)
 
 
-def create_backbone(name: str) -> nn.Module:
-    """timm backbone `name` without its classifier (random init; weights come from load_pretrained)."""
+def input_norm(backbone: str) -> InputNorm:
+    """The normalisation timm backbone `backbone`'s pretrained weights expect (its pretrained config's
+    mean/std; ImageNet's when timm has no config for it), from the name alone."""
+    cfg = _pretrained_cfg(backbone)
+    if cfg is None or len(cfg.mean) != 3 or len(cfg.std) != 3:
+        return InputNorm(IMAGENET_MEAN, IMAGENET_STD)
+    return InputNorm(tuple(float(v) for v in cfg.mean), tuple(float(v) for v in cfg.std))
+
+
+def _pretrained_cfg(name: str) -> PretrainedCfg | None:
+    """timm's pretrained config of backbone `name` (None: it has none); FaceageError for an unknown name or
+    pretrained tag."""
     if not timm.is_model(name):
         close = timm.list_models(f"*{name}*")[:8]
         hint = f" Close matches: {', '.join(close)}." if close else ""
         raise FaceageError(f"unknown timm backbone {name!r}.{hint} List them with `python -c \"import timm; "
                            f"print(timm.list_models())\"`.")
+    try:
+        return timm.models.get_pretrained_cfg(name)
+    except RuntimeError as exc:  # a known architecture with an unknown ".tag"
+        arch = name.split(".")[0]
+        raise FaceageError(f"backbone {name!r}: {exc} Drop the tag or pick one of "
+                           f"timm.list_pretrained({arch + '.*'!r}).") from None
+
+
+def create_backbone(name: str) -> nn.Module:
+    """timm backbone `name` without its classifier (random init; weights come from load_pretrained)."""
+    _pretrained_cfg(name)  # refuses an unknown name or tag with a clear message
     return timm.create_model(name, pretrained=False, num_classes=0)
 
 

@@ -31,7 +31,7 @@ from faceage.loop import EpochProgress, epoch_mae, predict, stop_on_ctrl_c, trai
 from faceage.losses import make_loss
 from faceage.manifest import read_manifest
 from faceage.metrics import FoldStats, per_fold, summarize_folds
-from faceage.model import AgeModel, build_model
+from faceage.model import AgeModel, build_model, input_norm
 from faceage.optim import make_optimizer, make_scheduler
 from faceage.protocols import FoldSplit, fold_ids, split_for_fold
 from faceage.runs import RunFolder
@@ -125,7 +125,9 @@ def _folds_to_train(manifest: pd.DataFrame, cfg: TrainConfig) -> list[int]:
 
 
 def _load_images(cfg: TrainConfig, manifest: pd.DataFrame, ctx: DistContext) -> DeviceImages:
-    """The manifest's images, decoded once into the cache (rank 0 builds it first), on the device."""
+    """The manifest's images, decoded once into the cache (rank 0 builds it first), on the device,
+    normalised as `cfg.backbone` expects."""
+    norm = input_norm(cfg.backbone)  # an unknown backbone is refused before the images are decoded
     paths = manifest["path"].astype(str).tolist()
     root = Path(str(cfg.images))
     if ctx.is_main:
@@ -133,7 +135,8 @@ def _load_images(cfg: TrainConfig, manifest: pd.DataFrame, ctx: DistContext) -> 
     barrier(ctx)
     if not ctx.is_main:
         images = open_cache(root, paths, size=cfg.resize, workers=cfg.workers)
-    return DeviceImages(images, manifest["age"].to_numpy(np.float32), ctx.device, crop=cfg.img_size)
+    return DeviceImages(images, manifest["age"].to_numpy(np.float32), ctx.device, crop=cfg.img_size,
+                        mean=norm.mean, std=norm.std)
 
 
 def _resume_hint(run: RunFolder) -> str:

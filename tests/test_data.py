@@ -13,12 +13,14 @@ import torch
 from PIL import Image
 
 from faceage import cache
-from faceage.data import IMAGENET_MEAN, IMAGENET_STD, DeviceImages, num_batches, open_cache
+from faceage.data import DeviceImages, num_batches, open_cache
 from faceage.errors import FaceageError
+from faceage.model import input_norm
 
 CPU = torch.device("cpu")
-MEAN = np.array(IMAGENET_MEAN, dtype=np.float64)
-STD = np.array(IMAGENET_STD, dtype=np.float64)
+NORM = input_norm("resnet18")._asdict()  # ImageNet's mean and std, as DeviceImages keyword arguments
+MEAN = np.array(NORM["mean"], dtype=np.float64)
+STD = np.array(NORM["std"], dtype=np.float64)
 
 
 @pytest.fixture(autouse=True)
@@ -165,7 +167,7 @@ def _same(a: list[tuple[torch.Tensor, torch.Tensor]], b: list[tuple[torch.Tensor
 def test_batches_shapes_dtype_and_normalisation() -> None:
     images = np.zeros((10, 8, 8, 3), dtype=np.uint8)
     images[..., 1], images[..., 2] = 128, 255
-    data = DeviceImages(images, np.arange(10) * 2.5, CPU, crop=6)
+    data = DeviceImages(images, np.arange(10) * 2.5, CPU, crop=6, **NORM)
     batches = _epoch(data, np.arange(10), seed=0, bs=4)
     assert [len(x) for x, _ in batches] == [4, 4, 2] == [len(a) for _, a in batches]
     x, ages = batches[0]
@@ -174,9 +176,29 @@ def test_batches_shapes_dtype_and_normalisation() -> None:
     assert np.allclose(x[:, :, 2, 3].numpy(), expected, atol=1e-6)
 
 
+@pytest.mark.parametrize(("backbone", "expected"), [
+    ("tf_efficientnet_lite0", [-1.0, 0.00392157, 1.0]),  # timm's TF-ported weights: mean = std = 0.5
+    ("resnet18", [-2.117904, 0.205182, 2.64]),  # ImageNet's mean and std
+])
+def test_inputs_are_normalised_as_the_backbone_expects(backbone: str, expected: list[float]) -> None:
+    images = np.zeros((2, 4, 4, 3), dtype=np.uint8)
+    images[..., 1], images[..., 2] = 128, 255  # the pixel (0, 128, 255)
+    norm = input_norm(backbone)
+    data = DeviceImages(images, np.arange(2), CPU, crop=4, mean=norm.mean, std=norm.std)
+    [(x, _)] = _epoch(data, np.arange(2), seed=0, train=False)
+    np.testing.assert_allclose(x[:, :, 1, 2].numpy(), [expected] * 2, atol=1e-5)
+
+
+def test_bad_normalisation_is_refused() -> None:
+    images = _noise(2, 4)
+    for mean, std in (((0.5, 0.5), (0.5, 0.5, 0.5)), ((0.5, 0.5, 0.5), (0.5, 0.0, 0.5))):
+        with pytest.raises(ValueError, match="mean and std"):
+            DeviceImages(images, np.arange(2), CPU, crop=4, mean=mean, std=std)
+
+
 def test_centre_crop_is_the_exact_middle_slice_in_the_given_order() -> None:
     images = _noise(12, 11)
-    data = DeviceImages(images, np.arange(12), CPU, crop=6)
+    data = DeviceImages(images, np.arange(12), CPU, crop=6, **NORM)
     order = np.array([7, 2, 11, 0, 5])
     [(x, ages)] = _epoch(data, order, seed=0, train=False, bs=8)
     assert ages.tolist() == order.tolist()
@@ -185,7 +207,7 @@ def test_centre_crop_is_the_exact_middle_slice_in_the_given_order() -> None:
 
 def test_random_crop_is_an_in_bounds_slice_flipped_about_half_the_time() -> None:
     images = _noise(400, 12, seed=1)
-    data = DeviceImages(images, np.arange(400), CPU, crop=8)
+    data = DeviceImages(images, np.arange(400), CPU, crop=8, **NORM)
     flips, corners = 0, set()
     for x, ages in _epoch(data, np.arange(400), seed=3, bs=64):
         for patch, row in zip(_to_uint8(x), ages.long().tolist(), strict=True):
@@ -203,7 +225,7 @@ def test_random_crop_is_an_in_bounds_slice_flipped_about_half_the_time() -> None
 
 
 def test_same_seed_same_batches_other_seed_differs_and_state_restores() -> None:
-    data = DeviceImages(_noise(30, 10), np.arange(30), CPU, crop=7)
+    data = DeviceImages(_noise(30, 10), np.arange(30), CPU, crop=7, **NORM)
     a, b, c = (_epoch(data, np.arange(30), seed=s) for s in (5, 5, 6))
     assert _same(a, b)
     assert not torch.equal(a[0][0], c[0][0])
@@ -217,7 +239,7 @@ def test_same_seed_same_batches_other_seed_differs_and_state_restores() -> None:
 
 
 def test_every_index_once_per_epoch_shuffled_and_drop_last() -> None:
-    data = DeviceImages(_noise(50, 6), np.arange(50), CPU, crop=4)
+    data = DeviceImages(_noise(50, 6), np.arange(50), CPU, crop=4, **NORM)
     subset = np.random.default_rng(0).choice(50, 37, replace=False)
     seen = torch.cat([a for _, a in _epoch(data, subset, seed=1, bs=8)]).long().numpy()
     assert sorted(seen) == sorted(subset) and not np.array_equal(seen, subset)
@@ -230,8 +252,8 @@ def test_every_index_once_per_epoch_shuffled_and_drop_last() -> None:
 
 def test_streamed_from_host_equals_resident() -> None:
     images, ages = _noise(21, 9), np.arange(21) + 0.5
-    resident = DeviceImages(images, ages, CPU, crop=5, resident=True)
-    streamed = DeviceImages(images, ages, CPU, crop=5, resident=False)
+    resident = DeviceImages(images, ages, CPU, crop=5, **NORM, resident=True)
+    streamed = DeviceImages(images, ages, CPU, crop=5, **NORM, resident=False)
     for train in (True, False):
         assert _same(_epoch(resident, np.arange(21), 4, train), _epoch(streamed, np.arange(21), 4, train))
 
@@ -240,7 +262,7 @@ def test_batches_from_the_real_cache(chips: tuple[Path, list[str]]) -> None:
     root, names = chips
     images = open_cache(root, names, size=256)
     ages = np.array([float(n.split("_")[0]) for n in names])
-    data = DeviceImages(images, ages, CPU, crop=224)
+    data = DeviceImages(images, ages, CPU, crop=224, **NORM)
     [(x, got)] = _epoch(data, np.arange(3), seed=0, train=False)
     assert np.array_equal(_to_uint8(x), images[:3, 16:240, 16:240])
     assert got.tolist() == ages[:3].tolist()
@@ -249,8 +271,8 @@ def test_batches_from_the_real_cache(chips: tuple[Path, list[str]]) -> None:
 def test_bad_crop_and_indices_are_refused() -> None:
     images = _noise(4, 8)
     with pytest.raises(FaceageError, match="crop 9"):
-        DeviceImages(images, np.arange(4), CPU, crop=9)
-    data = DeviceImages(images, np.arange(4), CPU, crop=8)
+        DeviceImages(images, np.arange(4), CPU, crop=9, **NORM)
+    data = DeviceImages(images, np.arange(4), CPU, crop=8, **NORM)
     with pytest.raises(ValueError, match="indices"):
         _epoch(data, np.array([0, 4]), seed=0)
 
@@ -258,9 +280,9 @@ def test_bad_crop_and_indices_are_refused() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_resident_and_pinned_streaming_equal_the_cpu_batches() -> None:
     images, ages = _noise(40, 12, seed=4), np.arange(40) * 1.5
-    expected = _epoch(DeviceImages(images, ages, CPU, crop=9), np.arange(40), seed=2)
+    expected = _epoch(DeviceImages(images, ages, CPU, crop=9, **NORM), np.arange(40), seed=2)
     for resident in (True, False):
-        data = DeviceImages(images, ages, torch.device("cuda"), crop=9, resident=resident)
+        data = DeviceImages(images, ages, torch.device("cuda"), crop=9, **NORM, resident=resident)
         got = _epoch(data, np.arange(40), seed=2)
         assert all(x.is_cuda and x.is_contiguous(memory_format=torch.channels_last) for x, _ in got)
         assert _same(expected, [(x.cpu().contiguous(), a.cpu()) for x, a in got])

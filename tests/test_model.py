@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 
 import pytest
+import timm.models
 import torch
 
+from faceage import model as model_module
 from faceage.errors import FaceageError
 from faceage.losses import AGE_CLASSES
-from faceage.model import HEAD_INIT_STD, AgeModel, build_model
+from faceage.model import HEAD_INIT_STD, AgeModel, build_model, create_backbone, input_norm
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +39,20 @@ def test_head_takes_the_width_the_backbone_returns(backbone: str, features: int)
     assert model.head.in_features == features
     with torch.no_grad():
         assert model.eval()(torch.randn(2, 3, 64, 64)).shape == (2, AGE_CLASSES)
+
+
+def test_input_norm_follows_the_backbones_pretrained_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert input_norm("tf_efficientnet_lite0") == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    assert input_norm("resnet18") == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    for name in ("tf_efficientnet_lite0", "resnet18", "test_resnet", "resnet18.tv_in1k"):
+        cfg = create_backbone(name).pretrained_cfg  # the name alone gives what the built model states
+        assert input_norm(name) == (tuple(cfg["mean"]), tuple(cfg["std"]))
+    with pytest.raises(FaceageError, match="unknown timm backbone"):
+        input_norm("resnet_nonexistent")
+    with pytest.raises(FaceageError, match=r"resnet18\.badtag.*Drop the tag"):
+        input_norm("resnet18.badtag")
+    monkeypatch.setattr(timm.models, "get_pretrained_cfg", lambda name: None)
+    assert input_norm("resnet50") == (model_module.IMAGENET_MEAN, model_module.IMAGENET_STD)
 
 
 def test_heads_start_small() -> None:

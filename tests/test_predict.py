@@ -26,7 +26,7 @@ from faceage.cache import decode_image
 from faceage.cli import app
 from faceage.config import resolve_config
 from faceage.errors import FaceageError
-from faceage.inference import load_estimator, preprocess
+from faceage.inference import ModelInfo, load_estimator, preprocess
 from faceage.manifest import build_manifest, write_manifest
 from faceage.predict import PredictOptions, alignment_for, predict_images
 from faceage.schema import FACE_PREDICTIONS, read_table
@@ -97,6 +97,18 @@ def test_same_model_and_preprocessing_as_training(trained_run: Path) -> None:
     full = [np.asarray(Image.open(aligned / p).convert("RGB")) for p in written["path"]]
     assert full[0].shape == (ALIGN_SIZE, ALIGN_SIZE, 3)
     np.testing.assert_allclose(preprocess(full, estimator.info), preprocess(crops, estimator.info), atol=1e-6)
+
+
+@pytest.mark.parametrize(("backbone", "expected"), [
+    ("tf_efficientnet_lite0", [-1.0, 0.00392157, 1.0]),  # mean = std = 0.5, as its pretrained weights
+    ("resnet18", [-2.117904, 0.205182, 2.64]),  # ImageNet's mean and std
+])
+def test_preprocess_normalises_as_the_backbone_expects(backbone: str, expected: list[float]) -> None:
+    crop = np.zeros((128, 128, 3), dtype=np.uint8)
+    crop[..., 1], crop[..., 2] = 128, 255  # the pixel (0, 128, 255), unchanged by the resize
+    x = preprocess([crop], ModelInfo("test", backbone, "mv", 56, 64, (0,), None))
+    assert x.shape == (1, 3, 56, 56)
+    np.testing.assert_allclose(x[0, :, 20, 30], expected, atol=1e-5)
 
 
 def test_alignment_follows_the_run(trained_run: Path) -> None:
