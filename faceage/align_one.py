@@ -111,14 +111,27 @@ def empty_row(src: str, settings: AlignSettings, digest: str, src_bytes: int, sr
     return row
 
 
-def align_image(
-    detector: Detector, path: Path, row: Row, settings: AlignSettings, dst_rel: str
-) -> tuple[Row, bytes | None]:
-    """Fill `row` for the image at `path` and return it with the encoded crop (None unless status is ok)."""
+Loaded = np.ndarray | ImageLoadError
+
+
+def load_image(path: Path) -> Loaded:
+    """The decoded image, or the reason it cannot be used: returned, not raised, so that a prefetching
+    thread can hand either over."""
     try:
-        image = load_rgb(path)
+        return load_rgb(path)
     except ImageLoadError as exc:
-        row.update(status=exc.status, error=str(exc).replace(str(path), str(row["src"])))
+        return exc
+
+
+def align_image(
+    detector: Detector, path: Path, row: Row, settings: AlignSettings, dst_rel: str,
+    loaded: Loaded | None = None,
+) -> tuple[Row, bytes | None]:
+    """Fill `row` for the image at `path` (already `loaded`, or loaded now) and return it with the encoded
+    crop (None unless status is ok)."""
+    image = load_image(path) if loaded is None else loaded
+    if isinstance(image, ImageLoadError):
+        row.update(status=image.status, error=str(image).replace(str(path), str(row["src"])))
         return row, None
     located = locate(detector, image)
     row["n_faces"] = len(located.faces)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import multiprocessing
 import signal
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from faceage.align_one import AlignSettings, Row, align_image, empty_row
+from faceage.align_one import AlignSettings, Loaded, Row, align_image, empty_row, load_image
 from faceage.align_plan import Job
 from faceage.console import log
 from faceage.detect import Detector, make_detector
@@ -32,9 +32,7 @@ def results(
     if not jobs:
         return
     if workers == 1:
-        worker = _Worker(src, settings, digest)
-        for job in jobs:
-            yield worker(job)
+        yield from _Worker(src, settings, digest).run(jobs)
         return
     chunks = iter([jobs[i : i + CHUNK] for i in range(0, len(jobs), CHUNK)])
     context = _context()
@@ -78,7 +76,18 @@ class _Worker:
         self.src, self.settings, self.digest = src, settings, digest
         self.detector: Detector | None = None
 
-    def __call__(self, job: Job) -> Result:
+    def run(self, jobs: list[Job]) -> Iterator[Result]:
+        """Align `jobs` in order while a thread decodes the next image (decoding releases the GIL, as does
+        the detector), so loading overlaps detection instead of adding to it."""
+        with ThreadPoolExecutor(1, thread_name_prefix="faceage-load") as loader:
+            upcoming = [loader.submit(load_image, self.src / job.src) for job in jobs[:1]]
+            for i, job in enumerate(jobs):
+                current = upcoming.pop()
+                if i + 1 < len(jobs):
+                    upcoming.append(loader.submit(load_image, self.src / jobs[i + 1].src))
+                yield self(job, current)
+
+    def __call__(self, job: Job, loading: Future[Loaded] | None = None) -> Result:
         if self.detector is None:
             s = self.settings
             self.detector = make_detector(s.detector, s.model, 1, s.device, s.score_threshold)
@@ -86,7 +95,8 @@ class _Worker:
             return empty_row(job.src, self.settings, self.digest, job.src_bytes, job.src_mtime_ns)
 
         try:
-            return align_image(self.detector, self.src / job.src, fresh(), self.settings, job.dst)
+            loaded = None if loading is None else loading.result()
+            return align_image(self.detector, self.src / job.src, fresh(), self.settings, job.dst, loaded)
         except Exception as exc:  # one odd image must not stop a run of millions: it gets a row saying why
             log.warning(f"{job.src}: failed while aligning", exc_info=True)
             error = f"could not be processed ({type(exc).__name__}: {exc}); please report it."
@@ -104,4 +114,4 @@ def _init_worker(src: Path, settings: AlignSettings, digest: str) -> None:
 
 def _work(chunk: list[Job]) -> list[Result]:
     assert _WORKER is not None, "worker process not initialised"
-    return [_WORKER(job) for job in chunk]
+    return list(_WORKER.run(chunk))
