@@ -47,10 +47,10 @@ def find_data(data: Path | None) -> tuple[Path, bool]:
         return chosen, _has_morph_names(chosen)
     if DEFAULT_DATA.is_dir():
         return DEFAULT_DATA, True
-    import insightface  # its wheel ships a handful of sample photos
+    from faceage.detect import insightface_sample_photos
 
-    samples = Path(insightface.__file__).parent / "data" / "images"
-    if not samples.is_dir():
+    samples = insightface_sample_photos()
+    if samples is None:
         raise FaceageError(f"no demo data: {DEFAULT_DATA} is absent and so are insightface's sample "
                            f"photos; pass --data DIR or set {DATA_ENV}.")
     return samples, False

@@ -128,6 +128,14 @@ def onnx_session(path: Path, what: str, instead: str, device: str = "auto", thre
         raise FaceageError(f"{path}: onnxruntime cannot load this {what} ({exc}); pass {instead}.") from exc
 
 
+def insightface_sample_photos() -> Path | None:
+    """Folder of the sample photos inside the insightface wheel (None if absent): offline demo data."""
+    import insightface
+
+    folder = Path(insightface.__file__).parent / "data" / "images"
+    return folder if folder.is_dir() else None
+
+
 def check_model_file(path: Path, what: str, instead: str) -> None:
     """Fail with a clear message unless `path` is a readable file; `instead` says what to pass."""
     if not path.is_file():

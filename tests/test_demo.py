@@ -58,3 +58,19 @@ def test_demo_runs_every_stage_and_resumes(morph_dir: Path, tmp_path: Path,
     assert second.exit_code == 0, second.output
     assert (out / "run" / "fold0" / "last.pt").stat().st_mtime_ns == trained  # the finished fold is skipped
     assert (out / "aligned" / "faces.csv").read_bytes() == aligned  # nothing realigned
+
+
+def test_without_labelled_data_the_demo_aligns_insightface_samples(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import faceage.demo
+
+    monkeypatch.delenv("FACEAGE_DATA", raising=False)
+    monkeypatch.setattr(faceage.demo, "DEFAULT_DATA", tmp_path / "absent")
+    result = faceage.demo.run_demo(out=tmp_path / "out", workers=1)
+    assert result.data.name == "images" and result.manifest is None and result.run is None
+    faces = pd.read_csv(result.aligned / "faces.csv").set_index("src")
+    assert len(faces) == 6  # the wheel's photos; the four masked faces defeat RetinaFace-MobileNet0.25
+    assert faces.loc["t1.jpg", "status"] == "ok" and faces.loc["t1.jpg", "n_faces"] == 6
+    assert faces.loc["Tom_Hanks_54745.png", "status"] == "ok"
+    assert "aligned only" in result.notes[0]
