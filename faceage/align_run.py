@@ -47,6 +47,7 @@ from faceage.align_plan import (
 from faceage.align_pool import results
 from faceage.atomic import write_bytes_atomic, write_csv_atomic
 from faceage.console import console, log
+from faceage.errors import FaceageError
 from faceage.schema import FACES
 
 STATUSES = ("ok", "no_face", "too_small", "unreadable", "too_large", "unsupported")
@@ -74,6 +75,14 @@ class AlignSummary:
         return self.processed / self.seconds if self.seconds > 0 else 0.0
 
 
+class AlignInterruptedError(KeyboardInterrupt):
+    """Ctrl-C during `align_folder`: faces.csv was written; `summary` says what is done (for the CLI)."""
+
+    def __init__(self, summary: AlignSummary) -> None:
+        super().__init__(f"interrupted after {summary.processed} images")
+        self.summary = summary
+
+
 def align_folder(
     src: Path,
     dst: Path,
@@ -87,9 +96,13 @@ def align_folder(
 
     `workers` defaults to every core; `shard` (i, n) restricts the run to its share and writes
     faces.shard-i-of-n.csv; `limit` stops after that many newly processed images (a partial run).
+    Ctrl-C raises `AlignInterruptedError` (a KeyboardInterrupt) carrying the summary, after faces.csv is
+    written.
     """
     started = time.perf_counter()
     settings.check()
+    if workers is not None and workers < 1:
+        raise FaceageError(f"--workers {workers}: give at least 1 worker (leave it out for all cores).")
     src, dst = check_folders(Path(src), Path(dst))
     rels = list_images(src, skip=dst)
     if not rels:
@@ -119,9 +132,9 @@ def align_folder(
                 writer.put(row, payload)
                 summary.processed += 1
                 bar.advance(task)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         summary.interrupted = True
-        raise
+        raise AlignInterruptedError(summary) from exc  # `finally` completes the summary first
     finally:
         writer.close()
         table.flush()

@@ -73,11 +73,17 @@ def align_command(
     """Detect five landmarks, align each image's face to a square crop, and list every image in faces.csv."""
     from faceage.align_one import AlignSettings
     from faceage.align_plan import parse_shard
-    from faceage.align_run import align_folder, summary_table
+    from faceage.align_run import AlignInterruptedError, align_folder, summary_table
 
     settings = AlignSettings(detector, None if model is None else str(model), size, fmt, quality,
                              keep, min_face, score_threshold)  # type: ignore[arg-type]
-    summary = align_folder(src, dst, settings, workers=workers, shard=parse_shard(shard))
+    try:
+        summary = align_folder(src, dst, settings, workers=workers, shard=parse_shard(shard))
+    except AlignInterruptedError as exc:
+        console.print(summary_table(exc.summary))
+        console.print(f"[yellow]interrupted; {escape(str(exc.summary.table))} lists every crop written. "
+                      "Run the same command again to resume.[/]", highlight=False)
+        raise typer.Exit(130) from None
     console.print(summary_table(summary))
 
 

@@ -119,12 +119,15 @@ def test_interrupted_run_leaves_a_consistent_table_and_resumes(
         real_write(target, data)
 
     monkeypatch.setattr(align_run, "write_bytes_atomic", interrupted_write)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as stopped:
         _align(faces_src, dst)
     monkeypatch.setattr(align_run, "write_bytes_atomic", real_write)
     table = _table(dst)
     written = {p.relative_to(dst).as_posix() for p in dst.rglob("*.jpg")}
     assert 3 <= len(table) < 8 and set(table["dst"]) == written and calls[3].name not in written
+    # the summary of what was done travels with the interruption (the CLI prints it)
+    assert isinstance(stopped.value, align_run.AlignInterruptedError)
+    assert stopped.value.summary.interrupted and stopped.value.summary.counts == {"ok": len(table)}
     summary = _align(faces_src, dst)
     assert (summary.reused, summary.processed) == (len(table), 8 - len(table))
     assert len(_table(dst)) == 8 and summary.counts == {"ok": 8}
@@ -249,3 +252,29 @@ def test_cli_aligns_and_reports(faces_src: Path, tmp_path: Path) -> None:
         capture_output=True, text=True, check=False,
     )
     assert bad.returncode == 2 and "no such folder" in " ".join(bad.stderr.split())
+
+
+def test_cli_ctrl_c_prints_what_is_done_and_how_to_resume(
+    faces_src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = align_run.write_bytes_atomic
+    calls = []
+
+    def interrupted_write(target: Path, data: bytes) -> None:
+        calls.append(target)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        real_write(target, data)
+
+    monkeypatch.setattr(align_run, "write_bytes_atomic", interrupted_write)
+    result = CliRunner().invoke(app, ["align", str(faces_src), str(tmp_path / "out"), "-j", "1"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 130, result.output
+    assert "(interrupted)" in text and "Run the same command again to resume" in text
+
+
+def test_workers_below_one_are_refused(faces_src: Path, tmp_path: Path) -> None:
+    for workers in (0, -2):
+        with pytest.raises(FaceageError, match="at least 1 worker"):
+            align_folder(faces_src, tmp_path / "out", workers=workers, progress=False)
+    assert not (tmp_path / "out").exists()
