@@ -41,7 +41,9 @@ def resolve_run_config(recipe: str | Path | None, flags: Mapping[str, Any], resu
 
     A folder that already holds a run needs `--resume`; resuming starts from the saved config (so the run
     folder alone is enough) and refuses flags or a recipe that would change what the run computes (more
-    epochs are allowed, see `resume_conflicts`).
+    epochs are allowed, see `resume_conflicts`). A folder whose run never saved a checkpoint (it failed
+    before training: weights not found offline, an undecodable image) holds nothing to protect: it starts
+    afresh with the new settings (on `--resume`, the saved config < recipe < flags).
     """
     cfg = resolve_config(recipe, flags)
     saved_path = Path(cfg.run_dir()) / CONFIG
@@ -49,6 +51,10 @@ def resolve_run_config(recipe: str | Path | None, flags: Mapping[str, Any], resu
         if resume:
             log.info("%s holds no run yet: starting it afresh", cfg.run_dir())
         return cfg
+    if not RunFolder(cfg.run_dir()).has_checkpoints():
+        log.info("%s holds the settings of a run that never trained (no checkpoint): starting it afresh",
+                 cfg.run_dir())
+        return resolve_config(recipe, flags, base=load_saved_config(saved_path)) if resume else cfg
     if not resume:
         raise FaceageError(
             f"{cfg.run_dir()} already holds a run ({CONFIG}); pass --resume to continue it, "
@@ -98,6 +104,10 @@ class RunFolder:
 
     def best_path(self, fold: int) -> Path:
         return self.fold_dir(fold) / "best.pt"
+
+    def has_checkpoints(self) -> bool:
+        """Whether any fold has saved a checkpoint (the run has trained something worth keeping)."""
+        return any(self.root.glob("fold*/*.pt"))
 
     def fold_finished(self, fold: int, epochs: int) -> bool:
         """Finished: the fold's test predictions are written (its last act) after `epochs` epochs."""

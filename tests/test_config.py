@@ -135,11 +135,25 @@ def test_resume_may_add_epochs_under_step_but_not_change_results() -> None:
 def test_an_existing_run_needs_resume_and_keeps_its_settings(tmp_path: Path) -> None:
     run = tmp_path / "run"
     first = resolve_run_config(None, {"out": run, "lr": 0.01, "backbone": "resnet50"}, resume=False)
-    run.mkdir()
+    (run / "fold0").mkdir(parents=True)
     (run / "config.yaml").write_text(first.to_yaml(), encoding="utf-8")
+    (run / "fold0" / "last.pt").write_bytes(b"a trained fold")
     with pytest.raises(FaceageError, match="already holds a run"):
         resolve_run_config(None, {"out": run, "lr": 0.01, "backbone": "resnet50"}, resume=False)
     assert resolve_run_config(None, {"out": run}, resume=True) == first  # the folder alone is enough
     with pytest.raises(FaceageError, match=r"lr: 0.01 → 0.5"):
         resolve_run_config(None, {"out": run, "lr": 0.5}, resume=True)
     assert resolve_run_config(None, {"out": run, "epochs": 40}, resume=True).epochs == 40
+
+
+def test_a_run_that_never_trained_starts_afresh_with_new_settings(tmp_path: Path) -> None:
+    """config.yaml without any checkpoint (the run failed before training, e.g. no hub weights offline):
+    rerunning with other settings is not refused, with or without --resume."""
+    run = tmp_path / "run"
+    run.mkdir()
+    failed = resolve_run_config(None, {"out": run, "lr": 0.01, "pretrained": "timm"}, resume=False)
+    (run / "config.yaml").write_text(failed.to_yaml(), encoding="utf-8")
+    retry = resolve_run_config(None, {"out": run, "lr": 0.01, "pretrained": "none"}, resume=False)
+    assert retry.pretrained is None and retry.lr == 0.01
+    resumed = resolve_run_config(None, {"out": run, "pretrained": "none"}, resume=True)
+    assert resumed.pretrained is None and resumed.lr == 0.01  # the saved settings < the flags
