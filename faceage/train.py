@@ -87,6 +87,10 @@ def run_training(cfg: TrainConfig) -> TrainResult:
         manifest = read_manifest(cfg.manifest_path(), Path(cfg.images), cfg.protocol)
         folds = _folds_to_train(manifest, cfg)
         splits = {k: split_for_fold(manifest, k) for k in folds}  # refuses leaks before any work
+        for k, split in splits.items():
+            if len(split.train) < cfg.batch_size:  # drop_last: not one step
+                raise FaceageError(f"{cfg.manifest_path()}: fold {k} has {len(split.train)} training rows, "
+                                   f"fewer than --batch-size {cfg.batch_size}; lower the batch size.")
         if cfg.batch_size % ctx.world_size:
             raise FaceageError(f"--batch-size {cfg.batch_size} does not split among {ctx.world_size} "
                                f"processes; choose a multiple of {ctx.world_size}.")
@@ -146,10 +150,7 @@ def _resume_hint(run: RunFolder) -> str:
 def _fit_fold(cfg: TrainConfig, k: int, manifest: pd.DataFrame, split: FoldSplit, data: DeviceImages,
               run: RunFolder, ctx: DistContext, stop_requested: Callable[[], bool]) -> None:
     """Train fold k (continuing its last.pt when there is one), then predict its test rows with best.pt."""
-    n_steps = num_batches(len(split.train), cfg.batch_size, drop_last=True)
-    if n_steps == 0:
-        raise FaceageError(f"{cfg.manifest_path()}: fold {k} has {len(split.train)} training rows, fewer "
-                           f"than --batch-size {cfg.batch_size}; lower the batch size.")
+    n_steps = num_batches(len(split.train), cfg.batch_size, drop_last=True)  # ≥ 1: run_training checked
     ages = manifest["age"].to_numpy(np.float64)
     target_mean, target_std = float(ages[split.train].mean()), float(ages[split.train].std()) or 1.0
     resuming = run.last_path(k).exists()

@@ -237,6 +237,19 @@ def test_an_absent_fold_and_an_oversized_batch_are_refused(tiny_data: Data, tmp_
         _train(tiny_data, tmp_path / "b", batch_size=32)
 
 
+def test_a_later_fold_too_small_for_the_batch_is_refused_before_training(
+    tiny_data: Data, tmp_path: Path
+) -> None:
+    """Fold 1 keeps 16 training rows (< batch 20), fold 0 keeps 24: nothing trains, fold 0 included."""
+    def shrink(m: pd.DataFrame) -> pd.DataFrame:
+        return m[~((m["fold"] == 0) & (m["val_fold"] == -1) & (m.index % 28 >= 20))]
+
+    manifest = _write_manifest(tmp_path, tiny_data, shrink)
+    with pytest.raises(FaceageError, match="fold 1 has 16 training rows, fewer than --batch-size 20"):
+        _train((tiny_data[0], manifest), tmp_path / "run", batch_size=20)
+    assert not (tmp_path / "run" / "fold0").exists()
+
+
 def test_ddp_on_two_cpu_processes_matches_one_process(tiny_data: Data, tmp_path: Path) -> None:
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     _train(tiny_data, single, fold=0)
