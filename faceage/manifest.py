@@ -17,6 +17,7 @@ from rich.table import Table
 from faceage.atomic import write_csv_atomic
 from faceage.console import console
 from faceage.datasets import (
+    DATASETS,
     DROPPED_COLUMNS,
     NAMED_DATASETS,
     LabelOptions,
@@ -65,8 +66,11 @@ class ManifestSummary:
 
 @dataclass(frozen=True)
 class ManifestResult:
+    """The manifest, its summary, and the files it was built from (never to be written over)."""
+
     manifest: pd.DataFrame
     summary: ManifestSummary
+    inputs: tuple[Path, ...] = ()
 
 
 def default_manifest_path(dataset: str, protocol: str) -> Path:
@@ -82,6 +86,8 @@ def build_manifest(dataset: str, protocol: str, aligned: Path | None, *, labels:
     "pre-aligned" — `aligned` holds the dataset's own aligned images at the label paths; "labels-only" — no
     images: paths are the names `faceage align` will give (committed manifests such as FG-NET's).
     """
+    if dataset not in DATASETS:
+        raise FaceageError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}.")
     if aligned is None and source != "labels-only":
         raise FaceageError("ALIGNED is required: the folder written by `faceage align` (or, with "
                            "--pre-aligned, the dataset's aligned images); --labels-only needs none.")
@@ -103,11 +109,25 @@ def build_manifest(dataset: str, protocol: str, aligned: Path | None, *, labels:
     manifest = validate(manifest, MANIFEST, f"{dataset}/{protocol} manifest")
     drops = pd.concat([lab.dropped, *dropped], ignore_index=True)
     drops = drops[~((drops["reason"] == "no label") & drops["path"].isin(lab.dropped["path"]))]  # told once
-    return ManifestResult(manifest, summarize(manifest, drops, dataset, protocol))
+    inputs = [p for p in (labels, aligned / FACES_FILE if faces is not None and aligned else None)
+              if p is not None and p.is_file()]
+    return ManifestResult(manifest, summarize(manifest, drops, dataset, protocol), tuple(inputs))
 
 
 def write_manifest(result: ManifestResult, out: Path, dropped_out: Path | None = None) -> None:
-    """Write the manifest (and, if asked, every dropped row) atomically; empty cells = unknown std/subject."""
+    """Write the manifest (and, if asked, every dropped row) atomically; empty cells = unknown std/subject.
+
+    Refuses a folder, the same path twice, or a file the manifest was read from (faces.csv, the labels).
+    """
+    targets = [(out, "--out"), *([(dropped_out, "--dropped")] if dropped_out is not None else [])]
+    read = {p.resolve() for p in result.inputs}
+    for path, flag in targets:
+        if path.is_dir():
+            raise FaceageError(f"{flag} {path}: is a folder; give a file path such as {path / 'se.csv'}.")
+        if path.resolve() in read:
+            raise FaceageError(f"{flag} {path}: this is an input of the manifest; choose another file.")
+    if dropped_out is not None and dropped_out.resolve() == out.resolve():
+        raise FaceageError(f"--out and --dropped are both {out}; give each its own file.")
     write_csv_atomic(result.manifest, out)
     if dropped_out is not None:
         write_csv_atomic(result.summary.dropped, dropped_out)

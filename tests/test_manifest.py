@@ -76,6 +76,28 @@ def test_names_come_from_faces_csv_without_labels(tmp_path: Path) -> None:
     assert skipped.summary.dropped_counts() == {"malformed name": 1}
 
 
+def test_outputs_never_replace_an_input_or_a_folder(tmp_path: Path) -> None:
+    """`-o ALIGNED/faces.csv` once replaced align's table with the manifest; `-o DIR` was a traceback."""
+    aligned = _faces_csv(tmp_path / "a", dict.fromkeys(MORPH_NAMES, "ok"))
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,age\n" + "".join(f"{n},{n[-6:-4]}\n" for n in MORPH_NAMES))
+    before = {p: p.read_bytes() for p in (aligned / "faces.csv", labels)}
+    runner = CliRunner()
+    base = ["manifest", str(aligned), "-d", "csv", "-p", "rs", "--folds", "2", "--labels", str(labels)]
+    for extra, message in (
+        (["-o", str(aligned / "faces.csv")], "is an input of the manifest"),
+        (["-o", str(labels)], "is an input of the manifest"),
+        (["-o", str(tmp_path / "m.csv"), "--dropped", str(aligned / "faces.csv")], "is an input"),
+        (["-o", str(tmp_path)], "is a folder"),
+        (["-o", str(tmp_path / "m.csv"), "--dropped", str(tmp_path / "m.csv")], "each its own file"),
+    ):
+        result = runner.invoke(app, base + extra)
+        assert isinstance(result.exception, FaceageError) and message in str(result.exception), result.output
+    assert {p: p.read_bytes() for p in before} == before and not (tmp_path / "m.csv").exists()
+    with pytest.raises(FaceageError, match="unknown dataset 'nope'; choose one of morph2"):
+        build_manifest("nope", "rs", aligned)
+
+
 def test_missing_faces_csv_and_pre_aligned(tmp_path: Path, chalearn_dir: Path) -> None:
     with pytest.raises(FaceageError, match=r"faces\.csv not found.*--pre-aligned"):
         build_manifest("clap2016", "official", tmp_path, labels=chalearn_dir)
