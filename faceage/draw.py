@@ -61,13 +61,15 @@ def draw_targets(images: dict[Path, str], out_dir: Path) -> dict[Path, Path]:
     """Where each image's drawn copy goes under `out_dir`, from its relative name (`collect_images`);
     refuses any target that is one of the inputs."""
     rels: dict[str, Path] = {}
+    taken: set[str] = set()  # casefolded names in rels (one set: a lookup per image, not a rebuild)
     for image, rel in images.items():
         name, n = rel, 1
-        while name.casefold() in {r.casefold() for r in rels}:  # the same name under two inputs
+        while name.casefold() in taken:  # the same name under two inputs
             n += 1
             path = PurePosixPath(rel)
             name = str(path.with_name(f"{path.stem}~{n}{path.suffix}"))
         rels[name] = image
+        taken.add(name.casefold())
     targets = {rels[rel]: out_dir / name for rel, name in output_names(list(rels), "jpg").items()}
     inputs = {p.expanduser().resolve() for p in images}
     for source, target in targets.items():

@@ -25,6 +25,7 @@ from faceage.align_run import align_folder
 from faceage.cache import decode_image
 from faceage.cli import app
 from faceage.config import resolve_config
+from faceage.draw import draw_targets
 from faceage.errors import FaceageError
 from faceage.inference import ModelInfo, load_estimator, preprocess
 from faceage.manifest import build_manifest, write_manifest
@@ -253,3 +254,14 @@ def test_draw_never_overwrites_an_input(trained_run: Path, tmp_path: Path, photo
     with pytest.raises(FaceageError, match="overwrite the input"):
         predict_images(load_estimator(trained_run, device="cpu"), [inside], draw_dir=inside, progress=False)
     assert (inside / "a.jpg").read_bytes() == photos[0].read_bytes()
+
+
+def test_drawn_names_met_twice_get_numbered_case_blind() -> None:
+    """The same name under three inputs (two differing only in case) → x.jpg, X~2.jpg, x~3.jpg; a .png next
+    to the .jpg of the same stem keeps its suffix (align's rule)."""
+    images = {Path("/in/a/x.jpg"): "x.jpg", Path("/in/b/X.jpg"): "X.jpg", Path("/in/c/x.jpg"): "x.jpg",
+              Path("/in/a/x.png"): "x.png"}
+    targets = draw_targets(images, Path("/drawn"))
+    assert {str(k): v.name for k, v in targets.items()} == {
+        "/in/a/x.jpg": "x.jpg", "/in/b/X.jpg": "X~2.jpg", "/in/c/x.jpg": "x~3.jpg",
+        "/in/a/x.png": "x.png.jpg"}
