@@ -10,6 +10,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 
@@ -135,7 +136,8 @@ def evaluate(
     if json_path is not None:
         contents[json_path] = metrics_json(results).encode()
     if report is not None and curve is not None:
-        link = Path(os.path.relpath(curve.resolve(), report.resolve().parent)).as_posix()
+        # percent-encoded: a Markdown link breaks at a space (`my plots/cs.png`)
+        link = quote(Path(os.path.relpath(curve.resolve(), report.resolve().parent)).as_posix())
         contents[report] = markdown_report(results, link).encode()
     _write_all(contents)
     return EvalResult(results, list(contents))
@@ -143,6 +145,10 @@ def evaluate(
 
 def _write_all(contents: dict[Path, bytes]) -> None:
     """Write every file to a temporary beside it, then rename them all; a failure leaves none behind."""
-    with contextlib.ExitStack() as stack:
-        for target, data in contents.items():
-            stack.enter_context(atomic_path(target)).write_bytes(data)
+    try:
+        with contextlib.ExitStack() as stack:
+            for target, data in contents.items():
+                stack.enter_context(atomic_path(target)).write_bytes(data)
+    except OSError as exc:  # a file where a folder should be, no permission, disk full
+        raise FaceageError(f"cannot write the outputs ({exc}); choose output paths in a writable "
+                           "folder.") from exc

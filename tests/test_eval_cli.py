@@ -14,6 +14,7 @@ from PIL import Image
 
 from faceage.cli import main
 from faceage.console import console
+from faceage.errors import FaceageError
 
 HEADER = ["path", "age", "age_std", "subject", "fold", "pred", "mean", "std"]
 ROWS = [  # errors of pred: 0, 5, 6, 10; row b has a crowd std of 0
@@ -182,7 +183,7 @@ def test_a_failed_write_leaves_no_output_behind(tmp_path: Path) -> None:
 
     table = _write(tmp_path / "runs" / "mv" / "predictions.csv")
     (tmp_path / "blocker").write_text("a file where a folder is needed")
-    with pytest.raises(OSError):
+    with pytest.raises(FaceageError, match=r"cannot write the outputs \(.*blocker"):  # not a traceback
         evaluate([table], curve=tmp_path / "out" / "cs.png", json_path=tmp_path / "blocker" / "m.json")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []  # the plot and cs.csv were not renamed
 
@@ -198,3 +199,7 @@ def test_report_links_the_plot_relative_to_itself(
     code, out = _run(["runs/mv", "--report", "rep/report.md", "--curve", "plots/cs.png"], monkeypatch, capsys)
     assert code == 0, out
     assert "![Cumulative score](../plots/cs.png)" in (workdir / "rep" / "report.md").read_text()
+    code, out = _run(["runs/mv", "--report", "rep/report.md", "--curve", "my plots/cs ü.png"], monkeypatch,
+                     capsys)
+    assert code == 0, out
+    assert "![Cumulative score](../my%20plots/cs%20%C3%BC.png)" in (workdir / "rep" / "report.md").read_text()
