@@ -107,6 +107,10 @@ def align_folder(
     rels = list_images(src, skip=dst)
     if not rels:
         raise no_images(src)
+    try:
+        dst.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FaceageError(f"{dst}: cannot create the output folder ({exc}); choose a writable DST.") from exc
     names = output_names(rels, settings.fmt)
     jobs = make_jobs(src, [r for r in rels if in_shard(r, shard)], names)
     digest = settings.digest()
@@ -136,8 +140,10 @@ def align_folder(
         summary.interrupted = True
         raise AlignInterruptedError(summary) from exc  # `finally` completes the summary first
     finally:
-        writer.close()
-        table.flush()
+        try:
+            writer.close()
+        finally:  # the rows of every crop already on disk are listed even when a write failed
+            table.flush()
         summary.counts = dict(Counter(str(r["status"]) for r in table.rows.values()))
         summary.seconds = time.perf_counter() - started
     return summary
@@ -200,7 +206,13 @@ class _Writer:
     def _collect(self, wait: bool) -> None:
         while self.pending and (wait or self.pending[0][0].done() or len(self.pending) > self._BACKLOG):
             future, row = self.pending.popleft()
-            future.result()  # a failed write (disk full, permissions) stops the run here
+            try:
+                future.result()
+            except OSError as exc:  # disk full, permissions: stop the run, saying where and what to do
+                raise FaceageError(
+                    f"{self.dst / str(row['dst'])}: cannot write the aligned face ({exc}); faces.csv keeps "
+                    "every face written so far. Free space or fix permissions, then rerun to resume."
+                ) from exc
             self.table.add(row)
 
 

@@ -273,6 +273,34 @@ def test_cli_ctrl_c_prints_what_is_done_and_how_to_resume(
     assert "(interrupted)" in text and "Run the same command again to resume" in text
 
 
+def test_a_failed_write_stops_the_run_with_a_message_and_resumes(
+    faces_src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Disk full on the fourth crop: a FaceageError naming it (was an OSError traceback), faces.csv lists the
+    crops on disk, and a rerun does the rest. A DST that cannot be created is refused before any work."""
+    dst = tmp_path / "out"
+    real_write = align_run.write_bytes_atomic
+    calls = []
+
+    def full_disk(target: Path, data: bytes) -> None:
+        calls.append(target)
+        if len(calls) == 4:
+            raise OSError(28, "No space left on device")
+        real_write(target, data)
+
+    monkeypatch.setattr(align_run, "write_bytes_atomic", full_disk)
+    with pytest.raises(FaceageError, match=r"cannot write the aligned face .*No space left.*rerun to resume"):
+        _align(faces_src, dst)
+    monkeypatch.setattr(align_run, "write_bytes_atomic", real_write)
+    table = _table(dst)
+    written = {p.relative_to(dst).as_posix() for p in dst.rglob("*.jpg")}
+    assert set(table["dst"]) == written and len(table) >= 3
+    assert _align(faces_src, dst).reused == len(table) and len(_table(dst)) == 8
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(FaceageError, match="cannot create the output folder"):
+        _align(faces_src, tmp_path / "file" / "out")
+
+
 def test_workers_below_one_are_refused(faces_src: Path, tmp_path: Path) -> None:
     for workers in (0, -2):
         with pytest.raises(FaceageError, match="at least 1 worker"):
