@@ -6,6 +6,7 @@ eval use (with `faceage.protocols.split_for_fold` to split one fold).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -14,7 +15,7 @@ import numpy as np
 import pandas as pd
 from rich.table import Table
 
-from faceage.atomic import write_csv_atomic
+from faceage.atomic import atomic_path
 from faceage.console import console
 from faceage.datasets import (
     DATASETS,
@@ -128,9 +129,14 @@ def write_manifest(result: ManifestResult, out: Path, dropped_out: Path | None =
             raise FaceageError(f"{flag} {path}: this is an input of the manifest; choose another file.")
     if dropped_out is not None and dropped_out.resolve() == out.resolve():
         raise FaceageError(f"--out and --dropped are both {out}; give each its own file.")
-    write_csv_atomic(result.manifest, out)
-    if dropped_out is not None:
-        write_csv_atomic(result.summary.dropped, dropped_out)
+    tables = [(result.manifest, out), *([(result.summary.dropped, dropped_out)] if dropped_out else [])]
+    try:  # both renamed into place only once both are written: never one without the other
+        with contextlib.ExitStack() as stack:
+            for df, target in tables:
+                df.to_csv(stack.enter_context(atomic_path(target)), index=False)
+    except OSError as exc:
+        raise FaceageError(f"cannot write the manifest ({exc}); choose --out/--dropped paths in a writable "
+                           "folder.") from exc
 
 
 def read_manifest(path: str | Path, images_root: Path | None = None,

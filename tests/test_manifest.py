@@ -90,6 +90,8 @@ def test_outputs_never_replace_an_input_or_a_folder(tmp_path: Path) -> None:
         (["-o", str(tmp_path / "m.csv"), "--dropped", str(aligned / "faces.csv")], "is an input"),
         (["-o", str(tmp_path)], "is a folder"),
         (["-o", str(tmp_path / "m.csv"), "--dropped", str(tmp_path / "m.csv")], "each its own file"),
+        # an unwritable --dropped: no traceback, and the manifest is not written without it
+        (["-o", str(tmp_path / "m.csv"), "--dropped", str(labels / "d.csv")], "cannot write the manifest"),
     ):
         result = runner.invoke(app, base + extra)
         assert isinstance(result.exception, FaceageError) and message in str(result.exception), result.output
