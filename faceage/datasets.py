@@ -16,11 +16,11 @@ from typing import Literal
 import pandas as pd
 
 from faceage.errors import FaceageError
+from faceage.imageio import is_image_name
 from faceage.schema import LABELS, validate
 
 DATASETS = ("morph2", "fgnet", "clap2016", "appa-real", "utkface", "csv")
 NAMED_DATASETS = ("morph2", "fgnet", "utkface")  # labels are encoded in the file names
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 SPLITS = ("train", "valid", "test")
 DROPPED_COLUMNS = ["path", "reason", "detail"]
 _SPLIT_ALIASES = {"training": "train", "val": "valid", "validation": "valid", "dev": "valid",
@@ -125,7 +125,7 @@ def labels_from_names(dataset: str, names: Sequence[str], origin: str,
 def image_names(root: Path) -> list[str]:
     """Image files under `root` (recursive, hidden files skipped), as sorted POSIX paths relative to it."""
     names = [p.relative_to(root).as_posix() for p in root.rglob("*")
-             if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".")]
+             if is_image_name(p.name) and p.is_file() and not p.name.startswith(".")]
     return sorted(names)
 
 
