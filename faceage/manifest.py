@@ -28,7 +28,7 @@ from faceage.datasets import (
     load_labels,
 )
 from faceage.errors import FaceageError
-from faceage.paths import aligned_relpath
+from faceage.paths import ALIGNED_FORMATS, aligned_relpath
 from faceage.protocols import SUBJECT_EXCLUSIVE, assign_folds, protocol_from_name
 from faceage.schema import FACES, MANIFEST, MAX_AGE, TableError, read_table, validate
 
@@ -89,6 +89,8 @@ def build_manifest(dataset: str, protocol: str, aligned: Path | None, *, labels:
     """
     if dataset not in DATASETS:
         raise FaceageError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}.")
+    if fmt not in ALIGNED_FORMATS:
+        raise FaceageError(f"--format {fmt!r}: choose one of {', '.join(ALIGNED_FORMATS)}.")
     if aligned is None and source != "labels-only":
         raise FaceageError("ALIGNED is required: the folder written by `faceage align` (or, with "
                            "--pre-aligned, the dataset's aligned images); --labels-only needs none.")

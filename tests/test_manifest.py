@@ -98,6 +98,8 @@ def test_outputs_never_replace_an_input_or_a_folder(tmp_path: Path) -> None:
     assert {p: p.read_bytes() for p in before} == before and not (tmp_path / "m.csv").exists()
     with pytest.raises(FaceageError, match="unknown dataset 'nope'; choose one of morph2"):
         build_manifest("nope", "rs", aligned)
+    with pytest.raises(FaceageError, match="--format 'webp': choose one of jpg, png"):  # was a ValueError
+        build_manifest("fgnet", "lopo", None, labels=labels, source="labels-only", fmt="webp")
 
 
 def test_missing_faces_csv_and_pre_aligned(tmp_path: Path, chalearn_dir: Path) -> None:
