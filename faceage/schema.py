@@ -7,6 +7,7 @@ message naming the file, the row (as numbered in the file, header = line 1) and 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -218,7 +219,12 @@ def read_table(path: str | os.PathLike[str], spec: TableSpec) -> pd.DataFrame:
     if not path.is_file():
         raise TableError(f"{path}: no such file; create it with the stage that writes {spec.kind} tables.")
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        with warnings.catch_warnings():
+            # rows one field longer than the header would silently become the index (every column shifted)
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], index_col=False)
+    except pd.errors.ParserWarning as exc:
+        raise TableError(f"{path}: rows have more fields than the header ({exc}); fix the file.") from exc
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise TableError(f"{path}: not a readable CSV ({exc}).") from exc
     return validate(df, spec, str(path))

@@ -127,7 +127,9 @@ GOOD = ["a.jpg,30,,s1,0,1", "b.jpg,40,,s2,1,-1", "c.jpg,50,,s3,1,0", "d.jpg,60,,
 @pytest.mark.parametrize(
     ("rows", "header", "expected"),
     [
-        (GOOD, "path,age,subject,fold", r"rs\.csv: missing column\(s\) \['age_std'\]"),
+        (["a.jpg,30,s1,0", "b.jpg,40,s2,1"], "path,age,subject,fold",
+         r"rs\.csv: missing column\(s\) \['age_std'\]"),
+        (GOOD, "path,age,subject,fold", r"rs\.csv: rows have more fields than the header"),
         ([*GOOD, "a.jpg,31,,s1,0,-1"], None, r"rs\.csv, row 6, column 'path': duplicate value 'a\.jpg'"),
         ([*GOOD[:3], "d.jpg,101,,s4,0,-1"], None, r"rs\.csv, row 5, column 'age': 101 is outside"),
         ([*GOOD[:3], "d.jpg,-1,,s4,0,-1"], None, r"rs\.csv, row 5, column 'age': -1 is outside"),

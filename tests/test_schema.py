@@ -66,3 +66,11 @@ def test_whole_numbers_are_exact_beyond_float_precision() -> None:
                src_bytes="10", src_mtime_ns="1764316800123456789")
     out = validate(pd.DataFrame([row]), FACES, "faces.csv")
     assert int(out["src_mtime_ns"].iloc[0]) == 1764316800123456789
+
+
+def test_rows_longer_than_the_header_are_refused(tmp_path: Path) -> None:
+    """pandas takes an extra leading field as the index, shifting every column (pred read as age …)."""
+    path = tmp_path / "p.csv"
+    path.write_text("path,age,pred\na.jpg,20,22,5\n")
+    with pytest.raises(TableError, match=r"p\.csv: rows have more fields than the header"):
+        read_table(path, PREDICTIONS)
