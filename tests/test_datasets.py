@@ -153,3 +153,15 @@ def test_unknown_dataset_and_missing_source(tmp_path: Path) -> None:
         load_labels("imdb", tmp_path)
     with pytest.raises(FaceageError, match=r"nope\.csv: no such file"):
         load_labels("csv", tmp_path / "nope.csv")
+
+
+def test_rows_longer_than_the_header(tmp_path: Path) -> None:
+    """A trailing comma on every data row once made `path` the index (ages read from the empty column): it is
+    now read as written; a real extra value is refused."""
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,age\na.jpg,20,\nb.jpg,30,\n")
+    table = load_labels("csv", labels).table
+    assert table["path"].tolist() == ["a.jpg", "b.jpg"] and table["age"].tolist() == [20.0, 30.0]
+    labels.write_text("path,age\na.jpg,20,7\nb.jpg,30,8\n")
+    with pytest.raises(FaceageError, match=r"labels\.csv: rows have more fields than the header"):
+        load_labels("csv", labels)
