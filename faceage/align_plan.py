@@ -55,11 +55,16 @@ def list_images(src: Path, skip: Path | None = None) -> list[str]:
     """Relative POSIX paths of every image-extension file under `src`, sorted; `skip` (DST) is not entered.
 
     Broken links and unreadable entries are listed too: they get an `unreadable` row rather than vanishing.
+    Links to folders are followed (a dataset linked into SRC is walked), except into a folder already on the
+    current path, which would loop.
     """
     found: list[str] = []
-    for root, dirs, files in os.walk(src):
+    above: dict[str, frozenset[Path]] = {str(src): frozenset({src.resolve()})}  # real folders up to here
+    for root, dirs, files in os.walk(src, followlinks=True):
         root_path = Path(root)
-        dirs[:] = sorted(d for d in dirs if skip is None or (root_path / d).resolve() != skip)
+        real = {d: (root_path / d).resolve() for d in dirs}
+        dirs[:] = sorted(d for d in dirs if real[d] != skip and real[d] not in above[root])
+        above.update({str(root_path / d): above[root] | {real[d]} for d in dirs})
         found.extend(
             (root_path / name).relative_to(src).as_posix()
             for name in files

@@ -203,6 +203,16 @@ def test_broken_links_and_folders_named_like_images(faces_src: Path, tmp_path: P
     assert table.loc["album.jpg/inside.jpg", "status"] == "ok"
 
 
+def test_linked_folders_are_walked_without_looping(faces_src: Path, tmp_path: Path) -> None:
+    """A folder linked into SRC was silently skipped (os.walk does not follow links by default)."""
+    (faces_src / "linked").symlink_to(faces_src / "sub", target_is_directory=True)
+    (faces_src / "sub" / "loop").symlink_to(faces_src, target_is_directory=True)  # back up the tree
+    rels = list_images(faces_src)
+    inside = sorted(p.name for p in (faces_src / "sub").iterdir() if p.is_file())
+    assert [r for r in rels if r.startswith("linked/")] == [f"linked/{name}" for name in inside]
+    assert len(rels) == 10 and not any("loop" in r for r in rels)
+
+
 def test_an_image_that_breaks_the_pipeline_gets_a_row_not_a_crash(bad_inputs_dir: Path) -> None:
     class Failing:
         name = "failing"
