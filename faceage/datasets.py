@@ -146,11 +146,15 @@ def _morph2(source: Path, options: LabelOptions) -> Labels:
         frame = pd.DataFrame({"path": _paths(table[path_col]), "age": table[age_col],
                               "subject": table[subject_col]})
         return _finish(frame, "morph2", str(source))
-    parsed = labels_from_names("morph2", _paths(table[path_col]), str(source), options.skip_malformed)
-    frame = parsed.table.copy()
+    paths = _paths(table[path_col])
+    # names parsed once each; duplicates are judged below on the CSV's own values, row by row
+    parsed = labels_from_names("morph2", list(dict.fromkeys(paths)), str(source), options.skip_malformed)
+    from_name = parsed.table.set_index("path")
+    keep = pd.Series(paths).isin(from_name.index).to_numpy()
+    frame = pd.DataFrame({"path": [p for p, k in zip(paths, keep, strict=True) if k]})
     for target, col in (("age", age_col), ("subject", subject_col)):  # the CSV's column wins
-        if col is not None:
-            frame[target] = frame["path"].map(dict(zip(_paths(table[path_col]), table[col], strict=True)))
+        frame[target] = (table[col].to_numpy()[keep] if col is not None
+                         else frame["path"].map(from_name[target]).to_numpy())
     return _finish(frame, "morph2", str(source), parsed.dropped)
 
 

@@ -165,3 +165,16 @@ def test_rows_longer_than_the_header(tmp_path: Path) -> None:
     labels.write_text("path,age\na.jpg,20,7\nb.jpg,30,8\n")
     with pytest.raises(FaceageError, match=r"labels\.csv: rows have more fields than the header"):
         load_labels("csv", labels)
+
+
+def test_morph2_csv_with_some_columns_judges_duplicates_on_its_own_values(tmp_path: Path) -> None:
+    """Ages from the CSV, subjects from the names: a photo listed twice with two ages was kept with the last
+    age (the names agreed, so the conflict was never seen); now it is dropped as conflicting."""
+    csv = tmp_path / "labels.csv"
+    csv.write_text("photo,age\n000001_0M30.JPG,30\n000001_0M30.JPG,31\n000002_0F40.JPG,41\n"
+                   "000002_0F40.JPG,41\n000003_0M50.JPG,50\n")
+    labels = load_labels("morph2", csv)
+    assert labels.table[["path", "age", "subject"]].values.tolist() == [
+        ["000002_0F40.JPG", 41.0, "000002"], ["000003_0M50.JPG", 50.0, "000003"]]
+    assert sorted(labels.dropped["detail"]) == ["conflicting labels", "conflicting labels",
+                                                "listed twice, same label"]
