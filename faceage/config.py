@@ -114,7 +114,11 @@ def _coerce(name: str, value: Any, source: str) -> Any:
 
 def _check(cfg: TrainConfig, source: str) -> None:
     """Refuse settings that cannot train, naming where they came from."""
+    from faceage.protocols import PROTOCOLS  # here: it loads scikit-learn
+
     problems = []
+    if cfg.protocol is not None and cfg.protocol not in PROTOCOLS:  # else se/lopo's leak check is skipped
+        problems.append(f"protocol must be one of {', '.join(PROTOCOLS)}, not {cfg.protocol!r}")
     if cfg.loss not in LOSS_NAMES:
         problems.append(f"loss must be one of {', '.join(LOSS_NAMES)}, not {cfg.loss!r}")
     if cfg.schedule not in SCHEDULES:

@@ -75,6 +75,7 @@ def test_recipe_none_means_random_init(tmp_path: Path) -> None:
         ({"epochs": 2.5}, "'epochs' must be a whole number"),
         ({"compile": "yes"}, "'compile' must be true or false"),
         ({"loss": "huber"}, "loss must be one of mv, softmax, l2"),
+        ({"protocol": "SE"}, "protocol must be one of rs, se, lopo, official, not 'SE'"),  # no leak check
         ({"schedule": "poly"}, "schedule must be one of step, cosine"),
         ({"img_size": 300}, "img_size (the crop, 300) may not exceed resize (256)"),
         ({"lr": 0}, "lr must be positive"),
