@@ -127,7 +127,9 @@ def _pm(mean: float, std: float | None, fmt: Any) -> str:
 
 def _folds_text(m: Metrics) -> str:
     s = m.fold_summary
-    return "—" if s is None else _pm(s.mae_mean, s.mae_std, _num) + f" ({s.n_folds} folds)"
+    if s is None:
+        return "—"
+    return _pm(s.mae_mean, s.mae_std, _num) + (" (1 fold)" if s.n_folds == 1 else f" ({s.n_folds} folds)")
 
 
 def headline_rows(inputs: list[InputMetrics]) -> tuple[list[str], list[list[str]]]:
