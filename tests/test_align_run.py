@@ -103,25 +103,31 @@ def test_colliding_names_get_distinct_outputs(faces_src: Path, tmp_path: Path) -
     assert (tmp_path / "out" / "x.jpg").is_file() and (tmp_path / "out" / "x.png.jpg").is_file()
 
 
+def _ctrl_c_at_write(n: int, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Make the n-th crop write raise KeyboardInterrupt (as Ctrl-C would); returns the targets seen."""
+    real_write = align_run.write_bytes_atomic
+    calls: list[Path] = []
+
+    def interrupted_write(target: Path, data: bytes) -> None:
+        calls.append(target)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        real_write(target, data)
+
+    monkeypatch.setattr(align_run, "write_bytes_atomic", interrupted_write)
+    return calls
+
+
 def test_interrupted_run_leaves_a_consistent_table_and_resumes(
     faces_src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Ctrl-C while the fourth crop is being written: faces.csv lists exactly the crops on disk (the three
     before it, and any the writer thread finished after it); a rerun does the rest only."""
     dst = tmp_path / "out"
-    real_write = align_run.write_bytes_atomic
-    calls = []
-
-    def interrupted_write(target: Path, data: bytes) -> None:
-        calls.append(target)
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        real_write(target, data)
-
-    monkeypatch.setattr(align_run, "write_bytes_atomic", interrupted_write)
+    calls = _ctrl_c_at_write(4, monkeypatch)
     with pytest.raises(KeyboardInterrupt) as stopped:
         _align(faces_src, dst)
-    monkeypatch.setattr(align_run, "write_bytes_atomic", real_write)
+    monkeypatch.undo()  # writes work again for the rerun
     table = _table(dst)
     written = {p.relative_to(dst).as_posix() for p in dst.rglob("*.jpg")}
     assert 3 <= len(table) < 8 and set(table["dst"]) == written and calls[3].name not in written
@@ -267,16 +273,7 @@ def test_cli_aligns_and_reports(faces_src: Path, tmp_path: Path) -> None:
 def test_cli_ctrl_c_prints_what_is_done_and_how_to_resume(
     faces_src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_write = align_run.write_bytes_atomic
-    calls = []
-
-    def interrupted_write(target: Path, data: bytes) -> None:
-        calls.append(target)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        real_write(target, data)
-
-    monkeypatch.setattr(align_run, "write_bytes_atomic", interrupted_write)
+    _ctrl_c_at_write(3, monkeypatch)
     result = CliRunner().invoke(app, ["align", str(faces_src), str(tmp_path / "out"), "-j", "1"])
     text = " ".join(result.output.split())
     assert result.exit_code == 130, result.output
