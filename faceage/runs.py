@@ -14,6 +14,7 @@ runs/<name>/config.yaml          the resolved config (what --resume continues)
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,6 +34,7 @@ LOG = "log.txt"
 HISTORY = "history.csv"
 PREDICTIONS_CSV = "predictions.csv"
 DISTRIBUTIONS = "distributions.npz"
+MANIFEST_DIGEST = "manifest.sha256"
 PREDICTION_COLUMNS = ["path", "age", "age_std", "subject", "fold", "pred", "mean", "std"]
 
 
@@ -89,6 +91,20 @@ class RunFolder:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         log.addHandler(handler)
         self._log_handler = handler
+
+    def check_manifest(self, manifest: Path) -> None:
+        """Refuse to continue a run on a manifest whose contents changed since it began (its folds would
+        mix two splits); a run without checkpoints yet records the manifest it starts from."""
+        digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
+        recorded = self.root / MANIFEST_DIGEST
+        if self.has_checkpoints() and recorded.is_file() and recorded.read_text().strip() != digest:
+            raise FaceageError(
+                f"{manifest} has changed since {self.root} began training on it ({MANIFEST_DIGEST} differs): "
+                "its folds would mix two splits. Restore that manifest, or train into a fresh --out."
+            )
+        if self.writer and not (self.has_checkpoints() and recorded.is_file()):
+            self.root.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(recorded, digest + "\n")
 
     def close(self) -> None:
         if self._log_handler is not None:

@@ -96,6 +96,7 @@ def run_training(cfg: TrainConfig) -> TrainResult:
                                f"processes; choose a multiple of {ctx.world_size}.")
         todo = [k for k in folds if not run.fold_finished(k, cfg.epochs)]
         barrier(ctx)  # every rank has read the run folder before rank 0 writes into it
+        run.check_manifest(cfg.manifest_path())
         run.start(cfg)
         log.info("run %s: %s, %s loss, folds %s from %s on %s × %d", run.root, cfg.backbone, cfg.loss, folds,
                  cfg.manifest_path(), ctx.device, ctx.world_size)

@@ -348,3 +348,14 @@ def test_a_damaged_checkpoint_is_named_not_trained_over(tiny_data: Data, tmp_pat
     with pytest.raises(FaceageError, match=f"{last}: not a readable checkpoint"):
         _train(tiny_data, out, resume=True, fold=0, epochs=2)
     assert last.read_bytes() == b"not a checkpoint"
+
+
+def test_resume_refuses_a_manifest_that_changed_since_the_run_began(tiny_data: Data, tmp_path: Path) -> None:
+    manifest = _write_manifest(tmp_path, tiny_data, lambda m: m)
+    out = tmp_path / "run"
+    _train((tiny_data[0], manifest), out, fold=0, epochs=1)
+    _train((tiny_data[0], manifest), out, resume=True, fold=0, epochs=1)  # unchanged: continues
+    _write_manifest(tmp_path, tiny_data, lambda m: m.assign(age=m["age"] + 1))  # same path, new contents
+    with pytest.raises(FaceageError, match=r"has changed since .* began training"):
+        _train((tiny_data[0], manifest), out, resume=True, fold=1, epochs=1)
+    assert not (out / "fold1").exists()
