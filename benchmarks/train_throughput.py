@@ -41,7 +41,7 @@ from torchvision import transforms
 from faceage.atomic import write_text_atomic
 from faceage.console import console
 from faceage.data import DeviceImages, open_cache
-from faceage.distributed import DistContext
+from faceage.distributed import DistContext, resolve_device
 from faceage.loop import EpochProgress, autocast, train_epoch
 from faceage.losses import AgeLoss, make_loss
 from faceage.model import AgePrediction, InputNorm, build_model, input_norm
@@ -178,8 +178,7 @@ def faceage_steps(trainer: nn.Module, decode: Callable[[Tensor], AgePrediction],
 
 def main() -> None:
     args = parse_args()
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)
+    device = resolve_device(args.device)
     backbone = args.backbone or ("resnet50" if device.type == "cuda" else "tf_efficientnet_lite0")
     batch, crop = args.batch_size, args.img_size
     with tempfile.TemporaryDirectory(prefix="faceage-bench-") as tmp:

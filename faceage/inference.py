@@ -28,6 +28,7 @@ from faceage.checkpoint import load_checkpoint
 from faceage.config import load_saved_config
 from faceage.console import log
 from faceage.data import DeviceImages
+from faceage.distributed import resolve_device
 from faceage.errors import FaceageError
 from faceage.losses import distribution_stats, round_half_up
 from faceage.model import AgeModel, InputNorm, build_model, input_norm
@@ -128,7 +129,7 @@ class TorchEstimator:
 
     def __init__(self, ensemble: FoldEnsemble, info: ModelInfo, device: str = "auto") -> None:
         self.info = info
-        self.device = torch.device(_torch_device(device))
+        self.device = resolve_device(device)
         self.ensemble = ensemble.to(self.device).eval()
 
     @torch.no_grad()
@@ -149,14 +150,6 @@ class OnnxEstimator:
         feed = {self.input_name: np.ascontiguousarray(x, dtype=np.float32)}
         outputs = self.session.run(output_names(self.info), feed)
         return to_ages(outputs, self.info)
-
-
-def _torch_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise FaceageError(f"device {device!r} asked for, but torch sees no GPU; pass --device cpu or auto.")
-    return device
 
 
 def load_estimator(model: str | Path, fold: int | None = None, device: str = "auto",
