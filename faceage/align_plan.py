@@ -12,12 +12,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-import pandas as pd
-
 from faceage.errors import FaceageError
 from faceage.imageio import IMAGE_EXTENSIONS, is_image_name
 from faceage.paths import aligned_relpath
-from faceage.schema import FACES, validate
+from faceage.schema import FACES, read_csv_strings, validate
 
 TABLE = "faces.csv"
 _SHARD_TABLE = re.compile(r"^faces\.shard-(\d+)-of-(\d+)\.csv$")
@@ -146,14 +144,7 @@ def read_earlier(dst: Path, own: str) -> dict[str, dict[str, object]]:
 
 
 def _read(path: Path) -> list[dict[str, object]]:
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    except pd.errors.EmptyDataError:
-        return []
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise FaceageError(
-            f"{path}: not a readable faces table ({exc}); move it aside to realign from scratch."
-        ) from exc
+    df = read_csv_strings(path, "move it aside to realign from scratch.", empty_ok=True)
     if df.empty:
         return []
     return validate(df, FACES, str(path)).to_dict("records")

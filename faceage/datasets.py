@@ -8,7 +8,6 @@ pattern; with `skip_malformed` they are dropped instead and returned in `Labels.
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -18,7 +17,7 @@ import pandas as pd
 
 from faceage.errors import FaceageError
 from faceage.imageio import is_image_name
-from faceage.schema import LABELS, validate
+from faceage.schema import LABELS, read_csv_strings, validate
 
 DATASETS = ("morph2", "fgnet", "clap2016", "appa-real", "utkface", "csv")
 NAMED_DATASETS = ("morph2", "fgnet", "utkface")  # labels are encoded in the file names
@@ -286,15 +285,7 @@ def _split_name(value: object, origin: str) -> str:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
-    try:
-        with warnings.catch_warnings():  # longer rows would silently become the index, shifting every column
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], skipinitialspace=True,
-                               index_col=False)
-    except pd.errors.ParserWarning as exc:
-        raise FaceageError(f"{path}: rows have more fields than the header ({exc}); fix the file.") from exc
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise FaceageError(f"{path}: not a readable CSV ({exc}); pass the dataset's label file.") from exc
+    return read_csv_strings(path, "pass the dataset's label file.", skip_initial_space=True)
 
 
 def _norm(name: str) -> str:

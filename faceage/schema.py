@@ -213,18 +213,30 @@ def _exact_ints(values: pd.Series, finite: np.ndarray) -> pd.Series:
     return pd.Series(exact, index=values.index, dtype="Int64")
 
 
+def read_csv_strings(path: str | os.PathLike[str], fix: str, skip_initial_space: bool = False,
+                     empty_ok: bool = False) -> pd.DataFrame:
+    """A CSV as text cells (empty cells NaN). Rows longer than the header are refused: pandas would silently
+    make their first field the index and shift every column. `fix` says what to do with an unreadable file;
+    `empty_ok` reads an empty file as a table without rows."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], index_col=False,
+                               skipinitialspace=skip_initial_space)
+    except pd.errors.ParserWarning as exc:
+        raise TableError(f"{path}: rows have more fields than the header ({exc}); fix the file.") from exc
+    except pd.errors.EmptyDataError as exc:
+        if empty_ok:
+            return pd.DataFrame()
+        raise TableError(f"{path}: the file is empty; {fix}") from exc
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise TableError(f"{path}: not a readable CSV ({exc}); {fix}") from exc
+
+
 def read_table(path: str | os.PathLike[str], spec: TableSpec) -> pd.DataFrame:
     """Read a CSV and validate it against `spec`; errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise TableError(f"{path}: no such file; create it with the stage that writes {spec.kind} tables.")
-    try:
-        with warnings.catch_warnings():
-            # rows one field longer than the header would silently become the index (every column shifted)
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], index_col=False)
-    except pd.errors.ParserWarning as exc:
-        raise TableError(f"{path}: rows have more fields than the header ({exc}); fix the file.") from exc
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise TableError(f"{path}: not a readable CSV ({exc}).") from exc
+    df = read_csv_strings(path, f"regenerate it with the stage that writes {spec.kind} tables.")
     return validate(df, spec, str(path))

@@ -153,7 +153,7 @@ def test_bad_input_names_file_row_column_and_writes_nothing(
 def test_zero_byte_file_is_refused(workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     (workdir / "p.csv").write_bytes(b"")
     code, out = _run(["p.csv", "--json", "m.json"], monkeypatch, capsys)
-    assert code == 2 and "p.csv: not a readable CSV" in out and not (workdir / "m.json").exists()
+    assert code == 2 and "p.csv: the file is empty" in out and not (workdir / "m.json").exists()
 
 
 @pytest.mark.parametrize(
