@@ -20,11 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from faceage.align_one import AlignSettings
-from faceage.align_run import align_folder
-from faceage.console import console
-from faceage.detect import make_detector
-from faceage.imageio import load_rgb
+from faceage.align.detect.base import make_detector
+from faceage.align.image import AlignSettings
+from faceage.align.run import align_folder
+from faceage.core.console import console
+from faceage.core.imageio import load_rgb
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "morph_subset" / "images"
 

@@ -16,9 +16,9 @@ from collections.abc import Callable
 
 import torch
 
-from faceage.console import console
-from faceage.losses import AGE_CLASSES, make_loss
-from faceage.model import build_model
+from faceage.core.console import console
+from faceage.model.losses import AGE_CLASSES, make_loss
+from faceage.model.network import build_model
 
 
 def say(text: str) -> None:

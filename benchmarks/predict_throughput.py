@@ -25,13 +25,13 @@ import numpy as np
 import torch
 from rich.table import Table
 
-from faceage.align_one import AlignSettings
-from faceage.atomic import write_text_atomic
-from faceage.console import console
-from faceage.detect import make_detector, measure_throughput
-from faceage.export import write_onnx
-from faceage.imageio import load_rgb
-from faceage.inference import (
+from faceage.align.detect.base import make_detector, measure_throughput
+from faceage.align.image import AlignSettings
+from faceage.core.atomic import write_text_atomic
+from faceage.core.console import console
+from faceage.core.imageio import load_rgb
+from faceage.model.network import build_model
+from faceage.predict.estimator import (
     Estimator,
     FoldEnsemble,
     ModelInfo,
@@ -40,8 +40,8 @@ from faceage.inference import (
     load_onnx,
     preprocess,
 )
-from faceage.model import build_model
-from faceage.predict import PredictOptions, predict_images
+from faceage.predict.export import write_onnx
+from faceage.predict.photos import PredictOptions, predict_images
 
 MORPH = Path(__file__).resolve().parents[2] / "shared" / "data" / "morph_subset" / "images"
 

@@ -1,6 +1,6 @@
 """Training throughput (images/s) of faceage's real data path next to two baselines measured in the same run.
 
-  (a) faceage: uint8 cache → DeviceImages (crop + flip on the device) → faceage.loop.train_epoch
+  (a) faceage: uint8 cache → DeviceImages (crop + flip on the device) → faceage.train.loop.train_epoch
       (model → mv loss → SGD step, with its bookkeeping);
   (b) compute limit: the same model, loss and SGD step on ONE fixed in-memory batch;
   (c) DataLoader: a standard torchvision JPEG pipeline over the same files (RandomCrop + flip + ToTensor
@@ -38,13 +38,13 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from faceage.atomic import write_text_atomic
-from faceage.console import console
-from faceage.data import DeviceImages, open_cache
-from faceage.distributed import DistContext, resolve_device
-from faceage.loop import EpochProgress, autocast, train_epoch
-from faceage.losses import AgeLoss, make_loss
-from faceage.model import AgePrediction, InputNorm, build_model, input_norm
+from faceage.core.atomic import write_text_atomic
+from faceage.core.console import console
+from faceage.model.losses import AgeLoss, make_loss
+from faceage.model.network import AgePrediction, InputNorm, build_model, input_norm
+from faceage.train.batches import DeviceImages, open_cache
+from faceage.train.distributed import DistContext, resolve_device
+from faceage.train.loop import EpochProgress, autocast, train_epoch
 
 UTKFACE = Path(__file__).resolve().parents[2] / "shared" / "data" / "utkface"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -167,7 +167,7 @@ def plain_steps(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Opt
 def faceage_steps(trainer: nn.Module, decode: Callable[[Tensor], AgePrediction], loss_fn: AgeLoss,
                   optimizer: torch.optim.Optimizer, batches: Batches,
                   device: torch.device) -> Callable[[int], None]:
-    """faceage's own epoch loop (faceage.loop.train_epoch) over `n` batches of the device data path."""
+    """faceage's own epoch loop (faceage.train.loop.train_epoch) over `n` batches of the device data path."""
     ctx = DistContext(0, 1, device)
 
     def run(n: int) -> None:

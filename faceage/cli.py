@@ -13,8 +13,8 @@ import typer
 from rich.markup import escape
 
 from faceage import __version__
-from faceage.console import console, setup_logging
-from faceage.errors import FaceageError
+from faceage.core.console import console, setup_logging
+from faceage.core.errors import FaceageError
 
 app = typer.Typer(
     name="faceage",
@@ -71,9 +71,9 @@ def align_command(
     quality: Annotated[int, typer.Option("--quality", help="JPEG quality, 1..100.")] = 95,
 ) -> None:
     """Detect five landmarks, align each image's face to a square crop, and list every image in faces.csv."""
-    from faceage.align_one import AlignSettings
-    from faceage.align_plan import parse_shard
-    from faceage.align_run import AlignInterruptedError, align_folder, summary_table
+    from faceage.align.image import AlignSettings
+    from faceage.align.plan import parse_shard
+    from faceage.align.run import AlignInterruptedError, align_folder, summary_table
 
     settings = AlignSettings(detector, None if model is None else str(model), size, fmt, quality,
                              keep, min_face, score_threshold)  # type: ignore[arg-type]
@@ -105,8 +105,8 @@ def eval_command(
     )] = 20,
 ) -> None:
     """MAE, cumulative score CS(θ), ε-error, per-fold and per-age-group tables of predictions tables."""
-    from faceage.evaluate import evaluate
-    from faceage.report import console_table
+    from faceage.evaluate.report import console_table
+    from faceage.evaluate.run import evaluate
 
     result = evaluate(inputs or [], curve=curve, report=report, json_path=json_path, max_theta=max_theta)
     console.print(console_table(result.inputs))
@@ -162,8 +162,8 @@ def manifest_command(
         "--dropped", help="Also write every dropped row (path, reason, detail) to this CSV.")] = None,
 ) -> None:
     """Fold manifest of a dataset: labels joined with the aligned faces, folds per evaluation protocol."""
-    from faceage import manifest as mf
-    from faceage.datasets import CsvColumns, LabelOptions
+    import faceage.manifest.build as mf
+    from faceage.manifest.datasets import CsvColumns, LabelOptions
 
     if not dataset or not protocol:
         raise FaceageError("--dataset and --protocol are required (see `faceage manifest --help`).")
@@ -230,8 +230,8 @@ def train_command(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
 ) -> None:
     """Train each test fold of a manifest (or one); the best epoch on validation predicts the test fold."""
-    from faceage.runs import resolve_run_config
-    from faceage.train import RunInterruptedError, results_table, run_training
+    from faceage.train.fit import RunInterruptedError, results_table, run_training
+    from faceage.train.runs import resolve_run_config
 
     flags = dict(dataset=dataset, protocol=protocol, manifest=manifest, images=images, fold=fold,
                  backbone=backbone, loss=loss, lambda1=lambda1, lambda2=lambda2, pretrained=pretrained,
@@ -287,8 +287,8 @@ def predict_command(
     """Age ± std of every face in the images: detect, align as training did, predict; failures listed."""
     import os
 
-    from faceage import predict as pr
-    from faceage.inference import load_estimator
+    import faceage.predict.photos as pr
+    from faceage.predict.estimator import load_estimator
 
     threads = threads or os.cpu_count() or 1
 
@@ -322,7 +322,7 @@ def export_command(
         "--faces", help="Aligned faces for the parity check (default: the run's aligned folder).")] = None,
 ) -> None:
     """The model as ONNX (dynamic batch; probs, mean, std), checked against torch in onnxruntime."""
-    from faceage.export import PARITY_TOLERANCE, export_onnx
+    from faceage.predict.export import PARITY_TOLERANCE, export_onnx
 
     result = export_onnx(run, onnx, fold=fold, opset=opset, faces=faces)
     cuda = "" if result.cuda_max_abs_diff is None else f", CUDA {result.cuda_max_abs_diff:.1e}"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from faceage.console import console
-from faceage.errors import FaceageError
+from faceage.core.console import console
+from faceage.core.errors import FaceageError
 
 DATA_ENV = "FACEAGE_DATA"
 DEFAULT_DATA = Path("..") / "shared" / "data" / "morph_subset" / "images"
@@ -47,7 +47,7 @@ def find_data(data: Path | None) -> tuple[Path, bool]:
         return chosen, _has_morph_names(chosen)
     if DEFAULT_DATA.is_dir():
         return DEFAULT_DATA, True
-    from faceage.detect import insightface_sample_photos
+    from faceage.align.detect.base import insightface_sample_photos
 
     samples = insightface_sample_photos()
     if samples is None:
@@ -57,7 +57,7 @@ def find_data(data: Path | None) -> tuple[Path, bool]:
 
 
 def _has_morph_names(folder: Path) -> bool:
-    from faceage.datasets import PATTERNS
+    from faceage.manifest.datasets import PATTERNS
 
     names = [p.name for p in folder.iterdir() if p.is_file()][:50]
     return bool(names) and all(PATTERNS["morph2"].regex.match(name) for name in names)
@@ -66,7 +66,7 @@ def _has_morph_names(folder: Path) -> bool:
 def run_demo(data: Path | None = None, out: Path = Path("demo_out"), recipe: Path = DEFAULT_RECIPE,
              epochs: int | None = None, device: str = "auto", workers: int | None = None) -> DemoResult:
     """Run every stage on the demo data into `out`; returns where the results are."""
-    from faceage.align_run import align_folder, summary_table
+    from faceage.align.run import align_folder, summary_table
 
     images, labelled = find_data(data)
     result = DemoResult(data=images, aligned=out / "aligned")
@@ -84,7 +84,7 @@ def run_demo(data: Path | None = None, out: Path = Path("demo_out"), recipe: Pat
 
 
 def _manifest(aligned: Path, out: Path) -> Path:
-    from faceage.manifest import build_manifest, print_summary, write_manifest
+    from faceage.manifest.build import build_manifest, print_summary, write_manifest
 
     console.rule("manifest: MORPH II, subject-exclusive folds")
     path = out / "manifests" / "morph2" / "se.csv"
@@ -95,8 +95,8 @@ def _manifest(aligned: Path, out: Path) -> Path:
 
 
 def _train(manifest: Path, aligned: Path, out: Path, recipe: Path, epochs: int | None, device: str) -> Path:
-    from faceage.runs import resolve_run_config
-    from faceage.train import results_table, run_training
+    from faceage.train.fit import results_table, run_training
+    from faceage.train.runs import resolve_run_config
 
     if not recipe.is_file():
         raise FaceageError(f"demo recipe {recipe} not found: run the demo from the repository root, or pass "
@@ -110,8 +110,8 @@ def _train(manifest: Path, aligned: Path, out: Path, recipe: Path, epochs: int |
 
 
 def _evaluate(run: Path, out: Path) -> Path:
-    from faceage.evaluate import evaluate
-    from faceage.report import console_table
+    from faceage.evaluate.report import console_table
+    from faceage.evaluate.run import evaluate
 
     console.rule("eval")
     report = out / "report.md"
@@ -121,9 +121,9 @@ def _evaluate(run: Path, out: Path) -> Path:
 
 
 def _predict(run: Path, images: Path, out: Path, device: str) -> Path:
-    from faceage.align_plan import list_images
-    from faceage.inference import load_estimator
-    from faceage.predict import predict_images, predictions_table, write_predictions
+    from faceage.align.plan import list_images
+    from faceage.predict.estimator import load_estimator
+    from faceage.predict.photos import predict_images, predictions_table, write_predictions
 
     console.rule(f"predict {PREDICT_IMAGES} photos")
     photos = [images / rel for rel in list_images(images)[:PREDICT_IMAGES]]

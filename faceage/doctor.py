@@ -62,7 +62,7 @@ def _retinaface_source() -> str:
 
 
 def _insightface_packs() -> str:
-    from faceage.detect_insightface import INSIGHTFACE_ROOT, installed_packs
+    from faceage.align.detect.insightface import INSIGHTFACE_ROOT, installed_packs
 
     packs = installed_packs()
     if packs:
@@ -73,7 +73,7 @@ def _insightface_packs() -> str:
 
 def collect() -> list[Check]:
     """Everything the report shows, gathered without loading any model."""
-    from faceage.detect import available_providers
+    from faceage.align.detect.base import available_providers
 
     versions = {dist: _version(dist) for dist in DISTRIBUTIONS}
     checks = [Check("faceage", __version__), Check("python", platform.python_version())]

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from faceage.align import ARCFACE_112, align_face, choose, fit_similarity, locate, template, warp
-from faceage.align_one import AlignSettings
-from faceage.align_run import align_folder
-from faceage.detect import Detector, Face, make_detector
-from faceage.imageio import load_rgb
-from faceage.schema import FACES, LANDMARK_COLUMNS, read_table
+from faceage.align.detect.base import Detector, Face, make_detector
+from faceage.align.geometry import ARCFACE_112, align_face, choose, fit_similarity, locate, template, warp
+from faceage.align.image import AlignSettings
+from faceage.align.run import align_folder
+from faceage.core.imageio import load_rgb
+from faceage.core.schema import FACES, LANDMARK_COLUMNS, read_table
 
 N_MORPH = 240
 

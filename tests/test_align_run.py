@@ -14,15 +14,15 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import faceage.align_run as align_run
-from faceage.align_one import AlignSettings, align_image, empty_row
-from faceage.align_plan import Job, in_shard, list_images, output_names, parse_shard
-from faceage.align_pool import _Worker
-from faceage.align_run import AlignSummary, align_folder
+import faceage.align.run as align_run
+from faceage.align.detect.base import Face
+from faceage.align.image import AlignSettings, align_image, empty_row
+from faceage.align.plan import Job, in_shard, list_images, output_names, parse_shard
+from faceage.align.pool import _Worker
+from faceage.align.run import AlignSummary, align_folder
 from faceage.cli import app
-from faceage.detect import Face
-from faceage.errors import FaceageError
-from faceage.schema import FACES, read_table
+from faceage.core.errors import FaceageError
+from faceage.core.schema import FACES, read_table
 
 
 def _align(

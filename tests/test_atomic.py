@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from faceage.atomic import atomic_path, write_text_atomic
+from faceage.core.atomic import atomic_path, write_text_atomic
 
 
 def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Path) -> None:

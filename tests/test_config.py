@@ -9,9 +9,9 @@ import pytest
 import timm
 import yaml
 
-from faceage.config import TrainConfig, load_saved_config, resolve_config, resume_conflicts
-from faceage.errors import FaceageError
-from faceage.runs import resolve_run_config
+from faceage.core.errors import FaceageError
+from faceage.train.config import TrainConfig, load_saved_config, resolve_config, resume_conflicts
+from faceage.train.runs import resolve_run_config
 
 PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
 

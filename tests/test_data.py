@@ -12,10 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from faceage import cache
-from faceage.data import DeviceImages, num_batches, open_cache
-from faceage.errors import FaceageError
-from faceage.model import input_norm
+import faceage.train.cache as cache
+from faceage.core.errors import FaceageError
+from faceage.model.network import input_norm
+from faceage.train.batches import DeviceImages, num_batches, open_cache
 
 CPU = torch.device("cpu")
 NORM = input_norm("resnet18")._asdict()  # ImageNet's mean and std, as DeviceImages keyword arguments

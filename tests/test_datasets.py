@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from faceage.datasets import CsvColumns, LabelOptions, load_labels
-from faceage.errors import FaceageError
+from faceage.core.errors import FaceageError
+from faceage.manifest.datasets import CsvColumns, LabelOptions, load_labels
 
 
 def _touch(folder: Path, *names: str) -> Path:

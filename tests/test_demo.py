@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from faceage.cli import app
+from faceage.core.errors import FaceageError
 from faceage.demo import DEFAULT_RECIPE, find_data
-from faceage.errors import FaceageError
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -15,10 +15,10 @@ from onnx import TensorProto, helper
 from PIL import Image
 from typer.testing import CliRunner
 
+from faceage.align.detect.base import Detector, Face, make_detector, nms, onnx_providers
+from faceage.align.detect.retinaface import OUTPUTS, priors
 from faceage.cli import app
-from faceage.detect import Detector, Face, make_detector, nms, onnx_providers
-from faceage.detect_retinaface import OUTPUTS, priors
-from faceage.errors import FaceageError
+from faceage.core.errors import FaceageError
 
 N_IMAGES = 60  # ≥ 50 for the agreement check; each image costs ~30 ms for both backends together
 
@@ -255,7 +255,8 @@ def test_doctor_warns_about_the_onnxruntime_clash(monkeypatch: pytest.MonkeyPatc
 
 
 def test_doctor_hints_when_torch_sees_a_gpu_onnxruntime_cannot_use(monkeypatch: pytest.MonkeyPatch) -> None:
-    from faceage import detect, doctor
+    import faceage.align.detect.base as detect
+    from faceage import doctor
 
     monkeypatch.setattr(doctor, "_torch_devices", lambda: "1 CUDA: NVIDIA H200")
     monkeypatch.setattr(detect, "available_providers", lambda: ["CPUExecutionProvider"])

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from faceage.cli import main
-from faceage.console import console
-from faceage.errors import FaceageError
+from faceage.core.console import console
+from faceage.core.errors import FaceageError
 
 HEADER = ["path", "age", "age_std", "subject", "fold", "pred", "mean", "std"]
 ROWS = [  # errors of pred: 0, 5, 6, 10; row b has a crowd std of 0
@@ -179,7 +179,7 @@ def test_bad_options_are_refused(
 
 
 def test_a_failed_write_leaves_no_output_behind(tmp_path: Path) -> None:
-    from faceage.evaluate import evaluate
+    from faceage.evaluate.run import evaluate
 
     table = _write(tmp_path / "runs" / "mv" / "predictions.csv")
     (tmp_path / "blocker").write_text("a file where a folder is needed")

@@ -14,13 +14,13 @@ import torch
 from test_predict import trained_run  # noqa: F401 - the run test_predict.py builds (once a session)
 from typer.testing import CliRunner
 
-from faceage import export
+import faceage.predict.export as export
 from faceage.cli import app
-from faceage.errors import FaceageError
-from faceage.export import PARITY_TOLERANCE, check_faces, export_onnx, parity, write_onnx
-from faceage.inference import FoldEnsemble, ModelInfo, OnnxEstimator, TorchEstimator, load_estimator
-from faceage.model import build_model
-from faceage.predict import predict_images
+from faceage.core.errors import FaceageError
+from faceage.model.network import build_model
+from faceage.predict.estimator import FoldEnsemble, ModelInfo, OnnxEstimator, TorchEstimator, load_estimator
+from faceage.predict.export import PARITY_TOLERANCE, check_faces, export_onnx, parity, write_onnx
+from faceage.predict.photos import predict_images
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceage.imageio import ImageLoadError, is_image_name, load_rgb
+from faceage.core.imageio import ImageLoadError, is_image_name, load_rgb
 
 
 def _status(path: Path, **kwargs: int) -> str:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from faceage.errors import FaceageError
-from faceage.losses import AGE_CLASSES, distribution_stats, make_loss, round_half_up
+from faceage.core.errors import FaceageError
+from faceage.model.losses import AGE_CLASSES, distribution_stats, make_loss, round_half_up
 
 J = np.arange(AGE_CLASSES, dtype=np.float64)
 

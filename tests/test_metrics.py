@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from faceage.metrics import (
+from faceage.evaluate.metrics import (
     abs_errors,
     calibrate,
     cumulative_score,

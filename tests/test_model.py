@@ -8,10 +8,10 @@ import pytest
 import timm.models
 import torch
 
-from faceage import model as model_module
-from faceage.errors import FaceageError
-from faceage.losses import AGE_CLASSES
-from faceage.model import HEAD_INIT_STD, AgeModel, build_model, create_backbone, input_norm
+import faceage.model.network as model_module
+from faceage.core.errors import FaceageError
+from faceage.model.losses import AGE_CLASSES
+from faceage.model.network import HEAD_INIT_STD, AgeModel, build_model, create_backbone, input_norm
 
 
 @pytest.fixture(scope="module")

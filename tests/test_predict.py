@@ -20,18 +20,18 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from faceage.align_one import AlignSettings
-from faceage.align_run import align_folder
-from faceage.cache import decode_image
+from faceage.align.image import AlignSettings
+from faceage.align.run import align_folder
 from faceage.cli import app
-from faceage.config import resolve_config
-from faceage.draw import draw_targets
-from faceage.errors import FaceageError
-from faceage.inference import ModelInfo, load_estimator, preprocess
-from faceage.manifest import build_manifest, write_manifest
-from faceage.predict import PredictOptions, alignment_for, predict_images
-from faceage.schema import FACE_PREDICTIONS, read_table
-from faceage.train import run_training
+from faceage.core.errors import FaceageError
+from faceage.core.schema import FACE_PREDICTIONS, read_table
+from faceage.manifest.build import build_manifest, write_manifest
+from faceage.predict.draw import draw_targets
+from faceage.predict.estimator import ModelInfo, load_estimator, preprocess
+from faceage.predict.photos import PredictOptions, alignment_for, predict_images
+from faceage.train.cache import decode_image
+from faceage.train.config import resolve_config
+from faceage.train.fit import run_training
 
 N_PHOTOS = 40
 ALIGN_SIZE = 128  # not align's default 256: predict must read it from the run's faces.csv

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from faceage.datasets import load_labels
-from faceage.errors import FaceageError
-from faceage.manifest import build_manifest, write_manifest
-from faceage.protocols import assign_folds, fold_ids, protocol_from_name, split_for_fold
+from faceage.core.errors import FaceageError
+from faceage.manifest.build import build_manifest, write_manifest
+from faceage.manifest.datasets import load_labels
+from faceage.manifest.protocols import assign_folds, fold_ids, protocol_from_name, split_for_fold
 
 REPO = Path(__file__).resolve().parents[1]
 

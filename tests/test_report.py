@@ -12,8 +12,15 @@ import pandas as pd
 from PIL import Image
 from rich.console import Console
 
-from faceage.metrics import summarize
-from faceage.report import InputMetrics, console_table, cs_plot, cs_table, markdown_report, metrics_json
+from faceage.evaluate.metrics import summarize
+from faceage.evaluate.report import (
+    InputMetrics,
+    console_table,
+    cs_plot,
+    cs_table,
+    markdown_report,
+    metrics_json,
+)
 
 AGE = [20, 30, 40, 50]
 

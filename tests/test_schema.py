@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from faceage.schema import MANIFEST, PREDICTIONS, TableError, read_table, validate
+from faceage.core.schema import MANIFEST, PREDICTIONS, TableError, read_table, validate
 
 
 def _manifest(**overrides: list[object]) -> pd.DataFrame:
@@ -59,7 +59,7 @@ def test_read_table_names_missing_file_and_reads_optional_columns(tmp_path: Path
 
 
 def test_whole_numbers_are_exact_beyond_float_precision() -> None:
-    from faceage.schema import FACES
+    from faceage.core.schema import FACES
 
     row = {c.name: "" for c in FACES.columns}
     row.update(src="a.jpg", status="no_face", n_faces="0", detector="retinaface", settings="x",

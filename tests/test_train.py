@@ -22,16 +22,16 @@ import pytest
 import torch
 from PIL import Image
 
-import faceage.train as train_module
-from faceage.checkpoint import load_checkpoint
-from faceage.distributed import DistContext, shard
-from faceage.errors import FaceageError
-from faceage.loop import stop_on_ctrl_c
-from faceage.manifest import read_manifest
-from faceage.protocols import split_for_fold
-from faceage.runs import resolve_run_config
-from faceage.schema import PREDICTIONS, read_table
-from faceage.train import RunInterruptedError, TrainResult, run_training
+import faceage.train.fit as train_module
+from faceage.core.errors import FaceageError
+from faceage.core.schema import PREDICTIONS, read_table
+from faceage.manifest.build import read_manifest
+from faceage.manifest.protocols import split_for_fold
+from faceage.train.checkpoint import load_checkpoint
+from faceage.train.distributed import DistContext, shard
+from faceage.train.fit import RunInterruptedError, TrainResult, run_training
+from faceage.train.loop import stop_on_ctrl_c
+from faceage.train.runs import resolve_run_config
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"backbone": "test_efficientnet_gn", "pretrained": "none", "protocol": "se", "img_size": 32,

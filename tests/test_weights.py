@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from faceage import weights
-from faceage.errors import FaceageError
-from faceage.model import AgeModel
-from faceage.weights import load_pretrained, pypi_weights_file
+import faceage.model.weights as weights
+from faceage.core.errors import FaceageError
+from faceage.model.network import AgeModel
+from faceage.model.weights import load_pretrained, pypi_weights_file
 
 LITE0 = "tf_efficientnet_lite0"
 

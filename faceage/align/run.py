@@ -1,0 +1,248 @@
+"""`faceage align SRC DST`: align every image of a folder tree, in worker processes, resumably.
+
+The parent process plans the work, hands source paths to workers (`align_pool`), and writes what they send
+back: each aligned crop atomically (on a writer thread, so file I/O overlaps detection), then, once it is on
+disk, its row. faces.csv is rewritten atomically every few seconds and when the run ends for any reason
+(Ctrl-C included), so it always lists exactly the images whose outputs exist. Memory stays flat: images live
+only inside the worker handling them; the parent keeps one small row per image.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from faceage.align.image import AlignSettings, Row
+from faceage.align.plan import (
+    Job,
+    Shard,
+    check_folders,
+    in_shard,
+    list_images,
+    make_jobs,
+    no_images,
+    output_names,
+    read_earlier,
+    reusable,
+    table_name,
+)
+from faceage.align.pool import results
+from faceage.core.atomic import write_bytes_atomic, write_csv_atomic
+from faceage.core.console import console, log
+from faceage.core.errors import FaceageError
+from faceage.core.schema import FACES
+
+STATUSES = ("ok", "no_face", "too_small", "unreadable", "too_large", "unsupported")
+_FLUSH_SECONDS = 5.0  # faces.csv is rewritten at most this often, and never for more than ~5% of the run time
+
+
+@dataclass
+class AlignSummary:
+    """What an align run did: rows in its table by status, how many it processed and reused, how fast."""
+
+    table: Path
+    counts: dict[str, int] = field(default_factory=dict)
+    processed: int = 0
+    reused: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def rate(self) -> float:
+        """Images processed per second of this run (reused rows excluded)."""
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
+
+
+class AlignInterruptedError(KeyboardInterrupt):
+    """Ctrl-C during `align_folder`: faces.csv was written; `summary` says what is done (for the CLI)."""
+
+    def __init__(self, summary: AlignSummary) -> None:
+        super().__init__(f"interrupted after {summary.processed} images")
+        self.summary = summary
+
+
+def align_folder(
+    src: Path,
+    dst: Path,
+    settings: AlignSettings = AlignSettings(),  # noqa: B008 - frozen, so a shared default is safe
+    workers: int | None = None,
+    shard: Shard | None = None,
+    progress: bool = True,
+    limit: int | None = None,
+) -> AlignSummary:
+    """Align every image under `src` into `dst` and write its faces table; returns the run's summary.
+
+    `workers` defaults to every core; `shard` (i, n) restricts the run to its share and writes
+    faces.shard-i-of-n.csv; `limit` stops after that many newly processed images (a partial run).
+    Ctrl-C raises `AlignInterruptedError` (a KeyboardInterrupt) carrying the summary, after faces.csv is
+    written.
+    """
+    started = time.perf_counter()
+    settings.check()
+    if workers is not None and workers < 1:
+        raise FaceageError(f"--workers {workers}: give at least 1 worker (leave it out for all cores).")
+    src, dst = check_folders(Path(src), Path(dst))
+    rels = list_images(src, skip=dst)
+    if not rels:
+        raise no_images(src)
+    try:
+        dst.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FaceageError(f"{dst}: cannot create the output folder ({exc}); choose a writable DST.") from exc
+    names = output_names(rels, settings.fmt)
+    jobs = make_jobs(src, [r for r in rels if in_shard(r, shard)], names)
+    digest = settings.digest()
+    table = _Table(dst / table_name(shard))
+    earlier = read_earlier(dst, table.path.name)
+    todo: list[Job] = []
+    for job in jobs:
+        row = earlier.get(job.src)
+        if row is not None and reusable(row, job, digest, dst):
+            table.rows[job.src] = row
+        else:
+            todo.append(job)
+    todo = todo[:limit] if limit is not None else todo
+    summary = AlignSummary(table.path, reused=len(table.rows))
+    where = f"{src}{_shard_text(shard)}"
+    log.info(f"{len(jobs)} images in {where}: {summary.reused} already aligned, {len(todo)} to do")
+    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+    writer = _Writer(dst, table)
+    try:
+        with _progress(progress) as bar:
+            task = bar.add_task("align", total=len(todo))
+            for row, payload in results(todo, src, settings, digest, workers):
+                writer.put(row, payload)
+                summary.processed += 1
+                bar.advance(task)
+    except KeyboardInterrupt as exc:
+        summary.interrupted = True
+        raise AlignInterruptedError(summary) from exc  # `finally` completes the summary first
+    finally:
+        try:
+            writer.close()
+        finally:  # the rows of every crop already on disk are listed even when a write failed
+            table.flush()
+        summary.counts = dict(Counter(str(r["status"]) for r in table.rows.values()))
+        summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _shard_text(shard: Shard | None) -> str:
+    return "" if shard is None else f" (shard {shard[0]}/{shard[1]})"
+
+
+class _Table:
+    """The run's faces table: rows by source, rewritten atomically at intervals and at the end."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows: dict[str, Row] = {}
+        self._last = time.perf_counter()
+        self._interval = _FLUSH_SECONDS
+
+    def add(self, row: Row) -> None:
+        self.rows[str(row["src"])] = row
+        if time.perf_counter() - self._last >= self._interval:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        began = time.perf_counter()
+        df = pd.DataFrame([self.rows[k] for k in sorted(self.rows)], columns=FACES.names())
+        write_csv_atomic(df, self.path)
+        self._last = time.perf_counter()
+        # a table that takes long to write (millions of rows) is written less often: at most ~5% overhead
+        self._interval = max(_FLUSH_SECONDS, 20 * (self._last - began))
+
+
+class _Writer:
+    """Writes crops on one background thread; a row joins the table only once its crop is on disk."""
+
+    _BACKLOG = 64  # crops waiting to be written before the parent stops to let the writer catch up
+
+    def __init__(self, dst: Path, table: _Table) -> None:
+        self.dst, self.table = dst, table
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="faceage-writer")
+        self.pending: deque[tuple[Future[None], Row]] = deque()
+
+    def put(self, row: Row, payload: bytes | None) -> None:
+        if payload is None:
+            self.table.add(row)
+        else:
+            future = self.pool.submit(write_bytes_atomic, self.dst / str(row["dst"]), payload)
+            self.pending.append((future, row))
+        self._collect(wait=False)
+
+    def close(self) -> None:
+        """Finish every write already handed over (their rows are then listed) and stop the thread."""
+        try:
+            self._collect(wait=True)
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _collect(self, wait: bool) -> None:
+        while self.pending and (wait or self.pending[0][0].done() or len(self.pending) > self._BACKLOG):
+            future, row = self.pending.popleft()
+            try:
+                future.result()
+            except OSError as exc:  # disk full, permissions: stop the run, saying where and what to do
+                raise FaceageError(
+                    f"{self.dst / str(row['dst'])}: cannot write the aligned face ({exc}); faces.csv keeps "
+                    "every face written so far. Free space or fix permissions, then rerun to resume."
+                ) from exc
+            self.table.add(row)
+
+
+def _progress(enabled: bool) -> Progress:
+    columns: list[ProgressColumn] = [
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(),
+        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+    ]
+    return Progress(*columns, console=console, disable=not enabled)
+
+
+class _Rate(ProgressColumn):
+    """Images per second over the run so far."""
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.elapsed or 0.0
+        rate = task.completed / elapsed if elapsed > 0 else 0.0
+        return Text(f"{rate:.1f} faces/s", style="progress.data.speed")
+
+
+def summary_table(summary: AlignSummary) -> Table:
+    """The closing summary: rows of the table by status (ok first, then each failure reason)."""
+    table = Table(title=f"faceage align → {summary.table}", title_justify="left", min_width=72)
+    table.add_column("status")
+    table.add_column("images", justify="right")
+    for status in sorted(summary.counts, key=lambda s: (STATUSES.index(s) if s in STATUSES else 99, s)):
+        table.add_row(status, str(summary.counts[status]), style="green" if status == "ok" else None)
+    table.add_row("total", str(summary.total), style="bold")
+    table.caption = (
+        f"{summary.processed} processed at {summary.rate:.1f} faces/s, {summary.reused} reused "
+        f"from an earlier run, {summary.seconds:.1f} s" + (" (interrupted)" if summary.interrupted else "")
+    )
+    return table

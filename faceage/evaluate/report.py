@@ -1,0 +1,222 @@
+"""Turn computed metrics into what a user reads: CS plot and CSV, report.md, metrics.json, a console table.
+
+Every function here returns content (bytes, text, a table) and writes nothing, so `evaluate` can build all
+outputs first and only then write them, each atomically. No torch; matplotlib through its Agg canvas only
+(no pyplot, so no global backend state).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from rich.table import Table
+
+from faceage.evaluate.metrics import CS_REPORT_THETA, TOL, GroupStats, Metrics
+
+PLOT_FORMATS = (".png", ".svg", ".pdf")
+
+
+@dataclass(frozen=True)
+class InputMetrics:
+    """The metrics of one input table, with the label its curve and columns carry."""
+
+    label: str
+    source: Path
+    metrics: Metrics
+
+
+def cs_table(inputs: list[InputMetrics]) -> pd.DataFrame:
+    """Columns `theta` (0..max θ) and one column per input label holding CS(θ) as a fraction."""
+    n_theta = len(inputs[0].metrics.cs)
+    table = pd.DataFrame({"theta": range(n_theta)})
+    for item in inputs:
+        table[item.label] = item.metrics.cs
+    return table
+
+
+def cs_plot(inputs: list[InputMetrics], fmt: str = "png") -> bytes:
+    """One cumulative-score curve per input (as the paper's Figure 4): θ in years on x, % on y."""
+    fig = Figure(figsize=(6.4, 4.8), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for item in inputs:
+        cs = item.metrics.cs
+        # matplotlib hides legend entries whose label starts with "_"; a leading space keeps them
+        label = f" {item.label}" if item.label.startswith("_") else item.label
+        ax.plot(range(len(cs)), 100 * cs, marker="o", markersize=3, label=label, clip_on=False)
+    ax.set_xlabel("Error level θ (years)")
+    ax.set_ylabel("Cumulative score (%)")
+    ax.set_title("Cumulative score: share of faces with |error| ≤ θ")
+    ax.set_xlim(0, len(inputs[0].metrics.cs) - 1)
+    ax.set_ylim(0, 100)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(True, alpha=0.4)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt)
+    return buf.getvalue()
+
+
+def _clean(value: Any) -> Any:
+    """NaN/inf → None and numpy scalars → Python numbers, so the JSON is strict."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return value
+
+
+def _group_dict(g: GroupStats) -> dict[str, Any]:
+    return {"group": g.label, "lo": g.lo, "hi": g.hi if math.isfinite(g.hi) else None,
+            "n": g.n, "mae": g.mae, "bias": g.bias}
+
+
+def metrics_dict(item: InputMetrics) -> dict[str, Any]:
+    """The JSON object of one input (keys documented in the README, "metrics.json")."""
+    m = item.metrics
+    return _clean({
+        "label": item.label,
+        "source": str(item.source),
+        "n": m.n,
+        "mae": m.mae,
+        "mae_unrounded": m.mae_unrounded,
+        "cs": {str(theta): float(v) for theta, v in enumerate(m.cs)},
+        "cs5": m.cs5,
+        "epsilon_error": m.epsilon.value,
+        "epsilon_n": m.epsilon.n,
+        "epsilon_sigma_zero": m.epsilon.n_sigma_zero,
+        "per_fold": [asdict(f) for f in m.per_fold] if m.per_fold is not None else None,
+        "fold_summary": asdict(m.fold_summary) if m.fold_summary is not None else None,
+        "per_group": [_group_dict(g) for g in m.per_group],
+        "per_decade": [_group_dict(g) for g in m.per_decade],
+        "uncertainty": asdict(m.calibration) if m.calibration is not None else None,
+    })
+
+
+def metrics_json(inputs: list[InputMetrics]) -> str:
+    """One input: its object. Several: {"inputs": [object, …]} in the order given."""
+    body: dict[str, Any] = (
+        metrics_dict(inputs[0]) if len(inputs) == 1 else {"inputs": [metrics_dict(i) for i in inputs]}
+    )
+    return json.dumps(body, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f} %"
+
+
+def _pm(mean: float, std: float | None, fmt: Any) -> str:
+    return fmt(mean) if std is None else f"{fmt(mean)} ± {fmt(std)}"
+
+
+def _folds_text(m: Metrics) -> str:
+    s = m.fold_summary
+    if s is None:
+        return "—"
+    return _pm(s.mae_mean, s.mae_std, _num) + (" (1 fold)" if s.n_folds == 1 else f" ({s.n_folds} folds)")
+
+
+def headline_rows(inputs: list[InputMetrics]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the comparison table shared by the console and report.md."""
+    header = ["input", "n", "MAE", "MAE (mean)", f"CS@{CS_REPORT_THETA}", "ε-error", "MAE per fold"]
+    rows = [
+        [i.label, str(i.metrics.n), _num(i.metrics.mae), _num(i.metrics.mae_unrounded),
+         _pct(i.metrics.cs5), _num(i.metrics.epsilon.value, 4), _folds_text(i.metrics)]
+        for i in inputs
+    ]
+    return header, rows
+
+
+def console_table(inputs: list[InputMetrics]) -> Table:
+    """The headline numbers as a rich table."""
+    header, rows = headline_rows(inputs)
+    table = Table(title="faceage eval")
+    table.add_column(header[0], overflow="fold")  # labels are paths' names: wrap, never truncate
+    for name in header[1:]:
+        table.add_column(name, justify="right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    return [line(header), "|" + "|".join("---" for _ in header) + "|", *(line(r) for r in rows), ""]
+
+
+def _group_rows(groups: list[GroupStats]) -> list[list[str]]:
+    return [[g.label, str(g.n), _num(g.mae), _num(g.bias)] for g in groups]
+
+
+def _input_section(item: InputMetrics) -> list[str]:
+    m = item.metrics
+    out = [f"## {item.label}", "", f"Source: `{item.source}` ({m.n} faces)", ""]
+    if m.epsilon.value is not None:
+        out += [
+            f"ε-error {_num(m.epsilon.value, 4)} over {m.epsilon.n} faces with a crowd std; "
+            f"{m.epsilon.n_sigma_zero} had σ = 0 and score 0 if the prediction equals the crowd mean "
+            "exactly, else 1 (the σ → 0 limit).",
+            "",
+        ]
+    if m.per_fold is not None and m.fold_summary is not None:
+        s = m.fold_summary
+        out += ["### Per fold", ""]
+        out += _md_table(
+            ["fold", "n", "MAE", f"CS@{CS_REPORT_THETA}"],
+            [[str(f.fold), str(f.n), _num(f.mae), _pct(f.cs5)] for f in m.per_fold]
+            + [["mean ± std", "", _pm(s.mae_mean, s.mae_std, _num), _pm(s.cs5_mean, s.cs5_std, _pct)]],
+        )
+        out += ["Std across folds is the sample std (ddof = 1); each fold counts once.", ""]
+    out += ["### Per age group (true age; bias = mean of pred − age)", ""]
+    out += _md_table(["age", "n", "MAE", "bias"], _group_rows(m.per_group))
+    out += ["### Per decade", ""]
+    out += _md_table(["age", "n", "MAE", "bias"], _group_rows(m.per_decade))
+    if m.calibration is not None:
+        c = m.calibration
+        out += ["### Is the predicted uncertainty honest?", ""]
+        out += _md_table(
+            ["|" + c.center + " − age| within", "share", "Gaussian"],
+            [["1 std", _pct(c.within_1std), "68.3 %"], ["2 std", _pct(c.within_2std), "95.4 %"]],
+        )
+    return out
+
+
+def markdown_report(inputs: list[InputMetrics], plot_link: str | None) -> str:
+    """report.md: comparison table, the CS plot (relative link), CS(θ) table, then one section per input."""
+    header, rows = headline_rows(inputs)
+    out = ["# Age estimation report", ""]
+    out += [
+        f"MAE uses `pred` as given; MAE (mean) uses the unrounded `mean`. CS@{CS_REPORT_THETA} is the share "
+        f"of faces with |pred − age| ≤ {CS_REPORT_THETA} years (ties count, tolerance {TOL:g}).",
+        "",
+    ]
+    out += _md_table(header, rows)
+    if plot_link is not None:
+        out += [f"![Cumulative score]({plot_link})", ""]
+    table = cs_table(inputs)
+    out += ["## Cumulative score CS(θ)", ""]
+    out += _md_table(
+        ["θ (years)", *(i.label for i in inputs)],
+        [[str(int(r["theta"])), *(_pct(float(r[i.label])) for i in inputs)] for _, r in table.iterrows()],
+    )
+    for item in inputs:
+        out += _input_section(item)
+    return "\n".join(out).rstrip("\n") + "\n"

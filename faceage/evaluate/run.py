@@ -1,0 +1,161 @@
+"""The `eval` stage: read predictions tables, compute the metrics, write the plot, CSV, JSON and report.
+
+Everything is computed before anything is written, and every output goes through `faceage.core.atomic` in one
+batch: if any input is bad, no output file appears (and no existing one is touched).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import pandas as pd
+
+from faceage.core.atomic import atomic_path
+from faceage.core.console import log
+from faceage.core.errors import FaceageError
+from faceage.core.schema import PREDICTIONS, read_table
+from faceage.evaluate.metrics import Metrics, summarize
+from faceage.evaluate.report import (
+    PLOT_FORMATS,
+    InputMetrics,
+    cs_plot,
+    cs_table,
+    markdown_report,
+    metrics_json,
+)
+
+PREDICTIONS_FILE = "predictions.csv"
+RUNS_DIR = Path("runs")
+MAX_THETA_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """The metrics of each input (in the order given) and the files written."""
+
+    inputs: list[InputMetrics]
+    written: list[Path]
+
+
+def newest_run(runs_dir: Path = RUNS_DIR) -> Path:
+    """The predictions.csv of the run folder under `runs_dir` whose predictions.csv was written last."""
+    found = sorted(
+        (p.stat().st_mtime_ns, p.parent.name, p)
+        for p in (runs_dir.glob(f"*/{PREDICTIONS_FILE}") if runs_dir.is_dir() else [])
+        if p.is_file()
+    )
+    if not found:
+        raise FaceageError(
+            f"{runs_dir.resolve()}: no run folder with a {PREDICTIONS_FILE} found. Pass a run folder or a "
+            "predictions CSV to `faceage eval`, or train a model first (`faceage train`)."
+        )
+    return found[-1][2]
+
+
+def resolve_input(path: Path) -> Path:
+    """A run folder means its predictions.csv; a file is taken as given."""
+    if path.is_dir():
+        table = path / PREDICTIONS_FILE
+        if not table.is_file():
+            raise FaceageError(
+                f"{path}: this folder has no {PREDICTIONS_FILE}; pass a run folder whose training finished, "
+                "or the predictions CSV itself."
+            )
+        return table
+    if not path.is_file():
+        raise FaceageError(f"{path}: no such file or folder; pass a run folder or a predictions CSV.")
+    return path
+
+
+def input_labels(tables: list[Path]) -> list[str]:
+    """Labels of curves and columns: a predictions.csv's run folder name, else the file stem; made unique."""
+    labels: list[str] = []
+    for table in tables:
+        base = table.resolve().parent.name if table.name == PREDICTIONS_FILE else table.stem
+        label, k = base, 2
+        while label in labels or label == "theta":  # `theta` is the first column of cs.csv
+            label, k = f"{base}-{k}", k + 1
+        labels.append(label)
+    return labels
+
+
+def table_metrics(df: pd.DataFrame, max_theta: int) -> Metrics:
+    """Metrics of one validated predictions table, using whichever optional columns it has."""
+
+    def optional(name: str) -> pd.Series | None:
+        return df[name] if name in df.columns else None
+
+    return summarize(
+        df["age"], df["pred"], mean=optional("mean"), std=optional("std"), age_std=optional("age_std"),
+        fold=optional("fold"), max_theta=max_theta,
+    )
+
+
+def _check_outputs(outputs: list[Path], tables: list[Path]) -> None:
+    resolved = [p.resolve() for p in outputs]
+    if len(set(resolved)) != len(resolved):
+        raise FaceageError(f"two outputs share a path ({', '.join(map(str, outputs))}); give each its own.")
+    for out, res in zip(outputs, resolved, strict=True):
+        if any(res == t.resolve() for t in tables):
+            raise FaceageError(f"{out}: this is an input table; choose another output path.")
+        if res.is_dir():
+            raise FaceageError(f"{out}: is a folder; give a file path.")
+
+
+def evaluate(
+    inputs: list[Path],
+    curve: Path | None = None,
+    report: Path | None = None,
+    json_path: Path | None = None,
+    max_theta: int = 20,
+    runs_dir: Path = RUNS_DIR,
+) -> EvalResult:
+    """Evaluate predictions tables (run folders or CSVs; none: the newest run under `runs_dir`).
+
+    `curve` gets the CS plot and, beside it, `<curve stem>.csv` (theta + a column per input). A `report`
+    without `curve` puts the plot at `cs.png` beside the report, which links to it relatively.
+    """
+    if not 1 <= max_theta <= MAX_THETA_LIMIT:
+        raise FaceageError(f"--max-theta {max_theta}: choose a whole number of years, 1..{MAX_THETA_LIMIT}.")
+    if report is not None and curve is None:
+        curve = report.parent / "cs.png"
+    if curve is not None and curve.suffix.lower() not in PLOT_FORMATS:
+        raise FaceageError(f"--curve {curve}: end the file name in one of {', '.join(PLOT_FORMATS)}.")
+    tables = [resolve_input(p) for p in inputs] if inputs else [newest_run(runs_dir)]
+    if not inputs:
+        log.info("evaluating the newest run: %s", tables[0])
+    curve_csv = curve.with_suffix(".csv") if curve is not None else None
+    outputs = [p for p in (curve, curve_csv, json_path, report) if p is not None]
+    _check_outputs(outputs, tables)
+
+    results = [
+        InputMetrics(label, table, table_metrics(read_table(table, PREDICTIONS), max_theta))
+        for label, table in zip(input_labels(tables), tables, strict=True)
+    ]
+    contents: dict[Path, bytes] = {}
+    if curve is not None and curve_csv is not None:
+        contents[curve] = cs_plot(results, fmt=curve.suffix.lower().lstrip("."))
+        contents[curve_csv] = cs_table(results).to_csv(index=False).encode()
+    if json_path is not None:
+        contents[json_path] = metrics_json(results).encode()
+    if report is not None and curve is not None:
+        # percent-encoded: a Markdown link breaks at a space (`my plots/cs.png`)
+        link = quote(Path(os.path.relpath(curve.resolve(), report.resolve().parent)).as_posix())
+        contents[report] = markdown_report(results, link).encode()
+    _write_all(contents)
+    return EvalResult(results, list(contents))
+
+
+def _write_all(contents: dict[Path, bytes]) -> None:
+    """Write every file to a temporary beside it, then rename them all; a failure leaves none behind."""
+    try:
+        with contextlib.ExitStack() as stack:
+            for target, data in contents.items():
+                stack.enter_context(atomic_path(target)).write_bytes(data)
+    except OSError as exc:  # a file where a folder should be, no permission, disk full
+        raise FaceageError(f"cannot write the outputs ({exc}); choose output paths in a writable "
+                           "folder.") from exc

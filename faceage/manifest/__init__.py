@@ -1,0 +1,1 @@
+"""The manifest stage: labels + aligned/faces.csv → manifests/<dataset>/<protocol>.csv. No torch."""

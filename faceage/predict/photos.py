@@ -1,0 +1,268 @@
+"""`faceage predict`: every face in every image → detected → aligned as training's faces were → age ± std.
+
+Alignment reuses the align stage (image loading, detection with its shrink and padded retry, the template
+and warp, the minimum face size); the settings come from the faces.csv of the folder the run trained on
+(detector and crop size) unless given. Faces are batched across images for the model. An image that cannot
+be used gets one row with its status and the reason; the run always goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from faceage.align.detect.base import DETECTORS, Detector, make_detector
+from faceage.align.geometry import align_face, face_size, locate
+from faceage.align.image import AlignSettings
+from faceage.align.plan import TABLE, list_images
+from faceage.core.atomic import write_csv_atomic, write_text_atomic
+from faceage.core.console import console, log
+from faceage.core.errors import FaceageError
+from faceage.core.imageio import ImageLoadError, load_rgb
+from faceage.core.schema import BOX_COLUMNS, FACE_PREDICTIONS, FACES, read_table, validate
+from faceage.predict.draw import Mark, age_label, draw_targets, save_drawn
+from faceage.predict.estimator import Estimator, ModelInfo, preprocess
+
+OUT_FORMATS = (".csv", ".json")
+FAILED_TO_READ = ("unreadable", "too_large", "unsupported")
+# Columns of the table predict writes (one row per face; one row per image that yielded none).
+_HELD_PIXELS = 100_000_000  # images kept for drawing while their faces wait for a batch
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """How faces are found; None takes what the run's aligned folder records, else align's defaults."""
+
+    detector: str | None = None
+    detector_model: str | None = None
+    size: int | None = None
+    min_face: float | None = None
+    score_threshold: float = 0.5
+    threads: int = 1
+    device: str = "auto"
+    batch_size: int = 32
+
+
+@dataclass
+class PredictResult:
+    """The face table, and how many images were read at all (no_face counts as read)."""
+
+    table: pd.DataFrame
+    images: int = 0
+    read: int = 0
+    drawn: list[Path] = field(default_factory=list)
+    alignment: AlignSettings = field(default_factory=AlignSettings)
+
+
+def alignment_for(info: ModelInfo, options: PredictOptions) -> AlignSettings:
+    """The align settings training's faces were made with (the run's faces.csv), overridden by `options`."""
+    recorded = _recorded_alignment(info)
+    settings = replace(
+        recorded, detector=options.detector or recorded.detector, model=options.detector_model,
+        size=options.size or recorded.size, score_threshold=options.score_threshold,
+        min_face=recorded.min_face if options.min_face is None else options.min_face, device=options.device)
+    settings.check()
+    return settings
+
+
+def _recorded_alignment(info: ModelInfo) -> AlignSettings:
+    """Detector and crop size of the run's aligned faces (faces.csv and its first aligned image), else
+    align's defaults. The settings hash does not say the rest (min face, threshold): defaults for those."""
+    default = AlignSettings()
+    faces_csv = Path(info.aligned) / TABLE if info.aligned else None
+    if faces_csv is None or not faces_csv.is_file():
+        log.info("%s not found: aligning with align's defaults", faces_csv or "the run's faces.csv")
+        return default
+    ok = read_table(faces_csv, FACES).query("status == 'ok'")
+    try:
+        with Image.open(faces_csv.parent / str(ok["dst"].iloc[0])) as first:
+            size = first.size[0]
+    except (IndexError, OSError) as exc:
+        log.info("%s: no readable aligned face (%s); aligning with align's defaults", faces_csv, exc)
+        return default
+    detector = str(ok["detector"].iloc[0])
+    if detector not in DETECTORS:  # a hand-made table: keep the default detector
+        detector = default.detector
+    log.info("aligning as %s did: %s detector, %d px", faces_csv, detector, size)
+    return replace(default, size=size, detector=detector)
+
+
+def collect_images(inputs: Sequence[Path], skip: Path | None = None) -> dict[Path, str]:
+    """Image files given directly (→ their name), and every image file under the folders given (sorted; →
+    their path below that folder), without repeats; `skip` is a folder not to walk (the --draw output)."""
+    found: dict[Path, str] = {}
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            for rel in list_images(path, skip=skip.resolve() if skip else None):
+                found.setdefault(path / rel, rel)
+        elif path.is_file():
+            found.setdefault(path, path.name)
+        else:
+            raise FaceageError(f"{path}: no such file or folder; pass image files or folders of images.")
+    if not found:
+        raise FaceageError(f"no image files in {', '.join(map(str, inputs))}; pass image files or folders "
+                           f"holding .jpg/.png/… images.")
+    return found
+
+
+@dataclass
+class _Pending:
+    """An image whose faces wait for the model: its rows, crops, and the pixels for drawing."""
+
+    path: Path
+    image: np.ndarray | None
+    rows: list[dict[str, object]]
+    crops: list[np.ndarray]
+
+
+def predict_images(
+    estimator: Estimator,
+    inputs: Sequence[Path],
+    options: PredictOptions = PredictOptions(),
+    draw_dir: Path | None = None,
+    progress: bool = True,
+) -> PredictResult:
+    """Predict every face in the images under `inputs`; with `draw_dir`, write drawn copies there."""
+    if options.batch_size < 1:
+        raise FaceageError(f"--batch-size {options.batch_size}: give at least 1.")
+    named = collect_images(inputs, skip=draw_dir)
+    targets = draw_targets(named, draw_dir) if draw_dir is not None else {}
+    images = list(named)
+    settings = alignment_for(estimator.info, options)
+    detector = make_detector(settings.detector, settings.model, options.threads, options.device,
+                             settings.score_threshold)
+    result = PredictResult(pd.DataFrame(), images=len(images), alignment=settings)
+    rows: list[dict[str, object]] = []
+    columns = (TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True, disable=not progress) as bar:
+        task = bar.add_task("predict", total=len(images))
+        for done in _batches((_find_faces(detector, p, settings) for p in images), options.batch_size):
+            _estimate(estimator, done)
+            for item in done:
+                rows.extend(item.rows)
+                result.read += item.image is not None
+                if item.path in targets and item.image is not None:
+                    save_drawn(item.image, _marks(item.rows), targets[item.path])
+                    result.drawn.append(targets[item.path])
+                bar.advance(task)
+    result.table = validate(pd.DataFrame(rows, columns=FACE_PREDICTIONS.names()), FACE_PREDICTIONS)
+    return result
+
+
+def _find_faces(detector: Detector, path: Path, settings: AlignSettings) -> _Pending:
+    """Load one image, find every face, and align the faces large enough to use."""
+    try:
+        image = load_rgb(path)
+    except ImageLoadError as exc:
+        return _Pending(path, None, [_row(path, status=exc.status, error=str(exc))], [])
+    faces = locate(detector, image).faces
+    if not faces:
+        error = "no face found (also tried a padded copy); check the image."
+        return _Pending(path, image, [_row(path, status="no_face", error=error)], [])
+    pending = _Pending(path, image, [], [])
+    for index, face in enumerate(faces):
+        row = _row(path, face=index, score=round(face.score, 5),
+                   **dict(zip(BOX_COLUMNS, np.round(face.box.astype(float), 2).tolist(), strict=True)))
+        if face_size(face) < settings.min_face:
+            row.update(status="too_small", error=f"face is {face_size(face):.0f} px (< min face "
+                                                 f"{settings.min_face:g}); too small to use.")
+        else:
+            pending.crops.append(align_face(image, face.kps, settings.size)[0])
+        pending.rows.append(row)
+    return pending
+
+
+def _row(path: Path, **values: object) -> dict[str, object]:
+    row: dict[str, object] = {name: math.nan for name in FACE_PREDICTIONS.names()}
+    row.update(path=str(path), face=None, status="ok", error="")
+    row.update(values)
+    return row
+
+
+def _batches(items: Iterator[_Pending], batch_size: int) -> Iterator[list[_Pending]]:
+    """Group images until their faces fill a batch (or the held pixels grow large)."""
+    group: list[_Pending] = []
+    faces = pixels = 0
+    for item in items:
+        group.append(item)
+        faces += len(item.crops)
+        pixels += 0 if item.image is None else item.image.shape[0] * item.image.shape[1]
+        if faces >= batch_size or pixels >= _HELD_PIXELS:
+            yield group
+            group, faces, pixels = [], 0, 0
+    if group:
+        yield group
+
+
+def _estimate(estimator: Estimator, group: list[_Pending]) -> None:
+    """Run the model on every aligned crop of the group and write pred, mean, std into the ok rows."""
+    crops = [crop for item in group for crop in item.crops]
+    if not crops:
+        return
+    ages = estimator.estimate(preprocess(crops, estimator.info))
+    ok_rows = [row for item in group for row in item.rows if row["status"] == "ok"]
+    for i, row in enumerate(ok_rows):
+        row.update(pred=float(ages.pred[i]), mean=round(float(ages.mean[i]), 4),
+                   std=round(float(ages.std[i]), 4))
+
+
+def _marks(rows: list[dict[str, object]]) -> list[Mark]:
+    """What to draw for an image's rows: every face's box, labelled with its age or why there is none."""
+    marks = []
+    for row in rows:
+        if row["face"] is None:
+            continue
+        x1, y1, x2, y2 = (float(str(row[c])) for c in BOX_COLUMNS)
+        ok = row["status"] == "ok"
+        label = age_label(float(str(row["pred"])), float(str(row["std"]))) if ok else str(row["status"])
+        marks.append(Mark((x1, y1, x2, y2), label))
+    return marks
+
+
+def check_out(out: Path) -> None:
+    """Refuse an output name whose format is unknown, before any work."""
+    if out.suffix.lower() not in OUT_FORMATS:
+        raise FaceageError(f"--out {out}: write .csv or .json (the suffix decides).")
+
+
+def write_predictions(table: pd.DataFrame, out: Path) -> None:
+    """The face table as CSV or JSON (a list of objects, null for missing values), atomically."""
+    check_out(out)
+    if out.suffix.lower() == ".csv":
+        write_csv_atomic(table, out)
+        return
+    records = json.loads(table.to_json(orient="records"))
+    write_text_atomic(out, json.dumps(records, indent=1, ensure_ascii=False) + "\n")
+
+
+def predictions_table(table: pd.DataFrame, limit: int = 50) -> Table:
+    """The faces as a rich table (the first `limit` rows; the files hold all; reasons in `failures`)."""
+    shown = Table(title=f"{len(table)} rows" + (f" (first {limit})" if len(table) > limit else ""))
+    for name in ("path", "face", "age", "mean ± std", "score", "box", "status"):
+        shown.add_column(name, justify="left" if name in ("path", "status") else "right",
+                         overflow="fold" if name == "path" else "ellipsis")
+    for row in table.head(limit).itertuples(index=False):
+        ok = row.status == "ok"
+        box = "" if pd.isna(row.box_x1) else ",".join(f"{v:.0f}" for v in row[4:8])
+        shown.add_row(
+            row.path, "" if pd.isna(row.face) else str(row.face), f"{row.pred:.0f}" if ok else "",
+            f"{row.mean:.1f} ± {row.std:.1f}" if ok else "", "" if pd.isna(row.score) else f"{row.score:.3f}",
+            box, row.status, style=None if ok else "yellow")
+    return shown
+
+
+def failures(table: pd.DataFrame) -> list[str]:
+    """One line per row without a prediction: the reason (which names the file)."""
+    bad = table[table["status"] != "ok"]
+    return [f"{row.status}: {row.error if str(row.path) in str(row.error) else f'{row.path}: {row.error}'}"
+            for row in bad.itertuples(index=False)]

@@ -1,0 +1,1 @@
+"""The train stage: a manifest and its aligned images → runs/<name>/ (checkpoints, predictions)."""

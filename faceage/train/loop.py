@@ -1,0 +1,194 @@
+"""One training epoch and one prediction pass, written so that the device never waits for Python.
+
+Loss terms and errors are summed on the device and read back every SYNC_EVERY steps (progress, NaN check,
+Ctrl-C agreement between ranks), not after every step. An epoch can stop at a step boundary (Ctrl-C) and be
+continued later from the same step with the same randomness: see `EpochProgress`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from types import FrameType
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch import nn
+
+from faceage.core.console import console, log
+from faceage.core.errors import FaceageError
+from faceage.model.losses import AgeLoss
+from faceage.model.network import AgePrediction
+from faceage.train.distributed import DistContext, agree, shard
+
+SYNC_EVERY = 10
+
+
+@dataclass
+class EpochProgress:
+    """Where an epoch stands: steps done, summed loss terms (× images) and absolute errors, images seen."""
+
+    step: int = 0
+    sums: dict[str, float] = field(default_factory=dict)
+    images: int = 0
+    seconds: float = 0.0
+
+    def means(self) -> dict[str, float]:
+        return {name: total / max(self.images, 1) for name, total in self.sums.items()}
+
+
+@contextlib.contextmanager
+def stop_on_ctrl_c() -> Iterator[Callable[[], bool]]:
+    """Yield a function telling whether Ctrl-C was pressed; a second Ctrl-C interrupts at once."""
+    pressed = False
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        nonlocal pressed
+        if pressed:
+            raise KeyboardInterrupt
+        pressed = True
+        log.warning("Ctrl-C: saving a checkpoint at the next step (press again to abort without saving)")
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: leave Ctrl-C alone
+        yield lambda: False
+        return
+    try:
+        yield lambda: pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager[object]:
+    """bf16 autocast on CUDA; plain fp32 elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _progress(ctx: DistContext) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"), console=console, transient=True, disable=not ctx.is_main,
+    )
+
+
+def _first_non_finite(losses: list[torch.Tensor], first_step: int) -> tuple[int, float] | None:
+    """(step, value) of the first non-finite loss among `losses` (steps first_step, first_step + 1, ...)."""
+    values = torch.stack(losses).float().cpu().numpy()
+    bad = np.flatnonzero(~np.isfinite(values))
+    return (first_step + int(bad[0]), float(values[bad[0]])) if bad.size else None
+
+
+def _non_finite_error(where: str, step: int, local: tuple[int, float] | None) -> FaceageError:
+    value = f"{local[1]}" if local is not None and local[0] == step else "not finite (on another process)"
+    return FaceageError(
+        f"{where}, step {step}: the loss is {value}; the run keeps the checkpoint of its last good epoch. "
+        f"Check the images and ages, or train with a lower --lr into a fresh --out."
+    )
+
+
+def train_epoch(
+    model: nn.Module, loss_fn: AgeLoss, decode: Callable[[torch.Tensor], AgePrediction],
+    optimizer: torch.optim.Optimizer, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], n_steps: int,
+    ctx: DistContext, state: EpochProgress, where: str, stop_requested: Callable[[], bool],
+) -> bool:
+    """Train on `batches` from step `state.step` to the end (the caller skipped the steps already done).
+
+    `decode` maps outputs to predicted ages (for the train MAE). Updates `state` in place; returns True when
+    every rank agreed to stop early (Ctrl-C). Raises FaceageError naming the step of a non-finite loss.
+    """
+    model.train()
+    names: list[str] = []
+    sums = torch.zeros(0)
+    pending: list[torch.Tensor] = []
+    first_pending = state.step + 1
+    seen = 0  # images this rank trained on in this call
+    started = time.perf_counter()
+    stopped = False
+    with _progress(ctx) as bar:
+        task = bar.add_task(where, total=n_steps, completed=state.step, status="")
+        for x, ages in batches:
+            x, ages = shard(x, ctx), shard(ages, ctx)
+            with autocast(ctx.device):
+                outputs = model(x)
+            terms = loss_fn(outputs, ages)
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimizer.step()
+            with torch.no_grad():
+                if not names:
+                    names = list(terms)
+                    sums = torch.zeros(len(names) + 1, dtype=torch.float64, device=ctx.device)
+                n = ages.shape[0]
+                values = [terms[name].detach().double() * n for name in names]
+                values.append((decode(outputs.detach()).pred - ages).abs().sum().double())
+                sums += torch.stack(values)
+            pending.append(terms["loss"].detach())
+            state.step += 1
+            seen += n
+            last = state.step == n_steps
+            if state.step % SYNC_EVERY and not last and (ctx.distributed or not stop_requested()):
+                continue
+            local_bad = _first_non_finite(pending, first_pending)
+            stop, bad_step = agree(stop_requested(), local_bad[0] if local_bad else None, ctx)
+            if bad_step is not None:
+                raise _non_finite_error(where, bad_step, local_bad)
+            pending, first_pending = [], state.step + 1
+            stopped = stop and not last
+            bar.update(task, completed=state.step, status=_status(sums, names, seen, ctx, started))
+            if stopped:
+                break
+    state.seconds += time.perf_counter() - started
+    if names:
+        totals = _reduce(torch.cat([sums, sums.new_tensor([seen])]), ctx).tolist()
+        for name, total in zip([*names, "abs_err"], totals, strict=False):
+            state.sums[name] = state.sums.get(name, 0.0) + total
+        state.images += int(totals[-1])
+    return stopped
+
+
+def _reduce(sums: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """Sum a rank's meters over all ranks (the whole global batch), back on the CPU."""
+    if ctx.distributed:
+        sums = sums.clone()
+        dist.all_reduce(sums)
+    return sums.cpu()
+
+
+def _status(sums: torch.Tensor, names: list[str], seen: int, ctx: DistContext, started: float) -> str:
+    """Running means of this rank's loss terms and the job's img/s, for the progress bar."""
+    local = sums.cpu().tolist()
+    text = " ".join(f"{n}={v / max(seen, 1):.3f}" for n, v in zip([*names, "mae"], local, strict=True))
+    return f"{text} {seen * ctx.world_size / max(time.perf_counter() - started, 1e-9):.0f} img/s"
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, decode: Callable[[torch.Tensor], AgePrediction],
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]], device: torch.device,
+) -> dict[str, np.ndarray]:
+    """pred, mean, std (and probs for a distribution head) of every image, in the order of `batches`."""
+    model.eval()
+    parts: dict[str, list[torch.Tensor]] = {}
+    for x, _ in batches:
+        with autocast(device):
+            outputs = model(x)
+        prediction = decode(outputs)
+        for name in ("pred", "mean", "std", "probs"):
+            value = getattr(prediction, name)
+            if value is not None:
+                parts.setdefault(name, []).append(value.float())
+    return {name: torch.cat(chunks).cpu().numpy() for name, chunks in parts.items()}
+
+
+def epoch_mae(state: EpochProgress) -> float:
+    """Train MAE of the epoch (NaN before any image)."""
+    return state.sums.get("abs_err", math.nan) / state.images if state.images else math.nan
