@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from faceage.align.detect.base import make_detector
-from faceage.align.image import AlignSettings
+from faceage.align.detect import make_detector
 from faceage.align.run import align_folder
+from faceage.align.settings import AlignSettings
 from faceage.core.console import console
 from faceage.core.imageio import load_rgb
 

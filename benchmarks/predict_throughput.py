@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from rich.table import Table
 
-from faceage.align.detect.base import make_detector, measure_throughput
-from faceage.align.image import AlignSettings
+from faceage.align.detect import make_detector, measure_throughput
+from faceage.align.settings import AlignSettings
 from faceage.core.atomic import write_text_atomic
 from faceage.core.console import console
 from faceage.core.imageio import load_rgb

@@ -71,9 +71,9 @@ def align_command(
     quality: Annotated[int, typer.Option("--quality", help="JPEG quality, 1..100.")] = 95,
 ) -> None:
     """Detect five landmarks, align each image's face to a square crop, and list every image in faces.csv."""
-    from faceage.align.image import AlignSettings
     from faceage.align.plan import parse_shard
     from faceage.align.run import AlignInterruptedError, align_folder, summary_table
+    from faceage.align.settings import AlignSettings
 
     settings = AlignSettings(detector, None if model is None else str(model), size, fmt, quality,
                              keep, min_face, score_threshold)  # type: ignore[arg-type]
@@ -128,13 +128,14 @@ def manifest_command(
         help="Folder written by `faceage align` (with faces.csv); with --pre-aligned, the dataset's own "
              "aligned images. Not needed with --labels-only.", show_default=False,
     )] = None,
+    *,
     dataset: Annotated[str, typer.Option(
         "--dataset", "-d", help="morph2, fgnet, clap2016, appa-real, utkface or csv.", show_default=False,
-    )] = "",
+    )],
     protocol: Annotated[str, typer.Option(
         "--protocol", "-p", help="rs, se (subject-exclusive), lopo (one fold per subject) or official.",
         show_default=False,
-    )] = "",
+    )],
     labels: Annotated[Path | None, typer.Option(
         "--labels", help="Label file or folder; morph2, fgnet and utkface may omit it (names are parsed).",
     )] = None,
@@ -163,20 +164,17 @@ def manifest_command(
 ) -> None:
     """Fold manifest of a dataset: labels joined with the aligned faces, folds per evaluation protocol."""
     import faceage.manifest.build as mf
+    from faceage.core.layout import default_manifest_path
     from faceage.manifest.datasets import CsvColumns, LabelOptions
 
-    if not dataset or not protocol:
-        raise FaceageError("--dataset and --protocol are required (see `faceage manifest --help`).")
     if pre_aligned and labels_only:
         raise FaceageError("--pre-aligned and --labels-only exclude each other; choose one.")
-    if age is not None and (dataset != "appa-real" or age not in ("apparent", "real")):
-        raise FaceageError("--age is for --dataset appa-real only, and is 'apparent' or 'real'.")
-    options = LabelOptions(skip_malformed, "real" if age == "real" else "apparent",
+    options = LabelOptions(skip_malformed, age,  # type: ignore[arg-type]  # checked by build_manifest
                            CsvColumns(path_col, age_col, subject_col, std_col, split_col))
     source: mf.ImageSource = "pre-aligned" if pre_aligned else "labels-only" if labels_only else "faces"
     result = mf.build_manifest(dataset, protocol, aligned, labels=labels, source=source, folds=folds,
                                seed=seed, val_fraction=val_fraction, options=options, fmt=fmt)
-    out = out or mf.default_manifest_path(dataset, protocol)
+    out = out or default_manifest_path(dataset, protocol)
     mf.write_manifest(result, out, dropped)
     mf.print_summary(result.summary, out)
 

@@ -47,7 +47,7 @@ def find_data(data: Path | None) -> tuple[Path, bool]:
         return chosen, _has_morph_names(chosen)
     if DEFAULT_DATA.is_dir():
         return DEFAULT_DATA, True
-    from faceage.align.detect.base import insightface_sample_photos
+    from faceage.align.detect.insightface import insightface_sample_photos
 
     samples = insightface_sample_photos()
     if samples is None:
@@ -57,7 +57,7 @@ def find_data(data: Path | None) -> tuple[Path, bool]:
 
 
 def _has_morph_names(folder: Path) -> bool:
-    from faceage.manifest.datasets import PATTERNS
+    from faceage.manifest.names import PATTERNS
 
     names = [p.name for p in folder.iterdir() if p.is_file()][:50]
     return bool(names) and all(PATTERNS["morph2"].regex.match(name) for name in names)
@@ -121,7 +121,7 @@ def _evaluate(run: Path, out: Path) -> Path:
 
 
 def _predict(run: Path, images: Path, out: Path, device: str) -> Path:
-    from faceage.align.plan import list_images
+    from faceage.core.files import list_images
     from faceage.predict.estimator import load_estimator
     from faceage.predict.photos import predict_images, predictions_table, write_predictions
 

@@ -73,7 +73,7 @@ def _insightface_packs() -> str:
 
 def collect() -> list[Check]:
     """Everything the report shows, gathered without loading any model."""
-    from faceage.align.detect.base import available_providers
+    from faceage.align.detect.onnx import available_providers
 
     versions = {dist: _version(dist) for dist in DISTRIBUTIONS}
     checks = [Check("faceage", __version__), Check("python", platform.python_version())]

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from faceage.align.detect.base import Detector, Face, make_detector
+from faceage.align.detect import Detector, Face, make_detector
 from faceage.align.geometry import ARCFACE_112, align_face, choose, fit_similarity, locate, template, warp
-from faceage.align.image import AlignSettings
 from faceage.align.run import align_folder
+from faceage.align.settings import AlignSettings
 from faceage.core.imageio import load_rgb
 from faceage.core.schema import FACES, LANDMARK_COLUMNS, read_table
 

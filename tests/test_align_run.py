@@ -15,13 +15,16 @@ import pytest
 from typer.testing import CliRunner
 
 import faceage.align.run as align_run
-from faceage.align.detect.base import Face
-from faceage.align.image import AlignSettings, align_image, empty_row
-from faceage.align.plan import Job, in_shard, list_images, output_names, parse_shard
+from faceage.align.detect import Face
+from faceage.align.image import align_image, empty_row
+from faceage.align.plan import Job, in_shard, parse_shard
 from faceage.align.pool import _Worker
 from faceage.align.run import AlignSummary, align_folder
+from faceage.align.settings import AlignSettings
 from faceage.cli import app
 from faceage.core.errors import FaceageError
+from faceage.core.files import list_images
+from faceage.core.layout import output_names
 from faceage.core.schema import FACES, read_table
 
 

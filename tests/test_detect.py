@@ -15,7 +15,7 @@ from onnx import TensorProto, helper
 from PIL import Image
 from typer.testing import CliRunner
 
-from faceage.align.detect.base import Detector, Face, make_detector, nms, onnx_providers
+from faceage.align.detect import Detector, Face, make_detector, nms, onnx_providers
 from faceage.align.detect.retinaface import OUTPUTS, priors
 from faceage.cli import app
 from faceage.core.errors import FaceageError
@@ -255,7 +255,7 @@ def test_doctor_warns_about_the_onnxruntime_clash(monkeypatch: pytest.MonkeyPatc
 
 
 def test_doctor_hints_when_torch_sees_a_gpu_onnxruntime_cannot_use(monkeypatch: pytest.MonkeyPatch) -> None:
-    import faceage.align.detect.base as detect
+    import faceage.align.detect.onnx as detect
     from faceage import doctor
 
     monkeypatch.setattr(doctor, "_torch_devices", lambda: "1 CUDA: NVIDIA H200")

@@ -12,9 +12,10 @@ from faceage.cli import app
 from faceage.core.errors import FaceageError
 from faceage.core.layout import aligned_relpath
 from faceage.core.schema import FACES, MANIFEST, TableError
-from faceage.manifest.build import build_manifest, read_manifest
+from faceage.manifest.build import build_manifest
 from faceage.manifest.datasets import LabelOptions
 from faceage.manifest.protocols import split_for_fold
+from faceage.manifest.read import read_manifest
 
 MORPH_NAMES = ["000001_0M30.JPG", "000001_1M31.JPG", "000002_0F40.JPG", "000003_0M50.JPG", "000004_2F61.JPG",
                "000005_0M70.JPG", "000006_0F33.JPG", "000007_1M45.JPG", "000008_0F52.JPG", "000009_0M64.JPG"]

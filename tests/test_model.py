@@ -94,11 +94,6 @@ def test_regression_decode_destandardises() -> None:
     assert state["target_mean"].item() == 40.0 and state["target_std"].item() == 10.0
 
 
-def test_dropout_before_the_head() -> None:
-    model, _ = build_model("resnet18", "mv", drop_rate=0.3)
-    assert model.dropout.p == 0.3
-
-
 @pytest.mark.parametrize(("args", "message"), [
     (("resnet_nonexistent", "mv"), "unknown timm backbone"),
     (("resnet18", "huber"), "unknown loss"),

@@ -20,8 +20,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from faceage.align.image import AlignSettings
 from faceage.align.run import align_folder
+from faceage.align.settings import AlignSettings
 from faceage.cli import app
 from faceage.core.errors import FaceageError
 from faceage.core.schema import FACE_PREDICTIONS, read_table

@@ -25,8 +25,8 @@ from PIL import Image
 import faceage.train.fit as train_module
 from faceage.core.errors import FaceageError
 from faceage.core.schema import PREDICTIONS, read_table
-from faceage.manifest.build import read_manifest
 from faceage.manifest.protocols import split_for_fold
+from faceage.manifest.read import read_manifest
 from faceage.train.checkpoint import load_checkpoint
 from faceage.train.distributed import DistContext, shard
 from faceage.train.fit import RunInterruptedError, TrainResult, run_training

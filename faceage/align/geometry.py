@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from skimage.transform import SimilarityTransform
 
-from faceage.align.detect.base import Detector, Face
+from faceage.align.detect import Detector, Face
 
 KeepPolicy = Literal["largest", "best"]
 KEEP_POLICIES: tuple[KeepPolicy, ...] = ("largest", "best")

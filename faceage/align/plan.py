@@ -7,17 +7,15 @@ Pure bookkeeping over the file system and tables; no pixels are read here.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from faceage.core.errors import FaceageError
-from faceage.core.imageio import IMAGE_EXTENSIONS, is_image_name
-from faceage.core.layout import aligned_relpath
+from faceage.core.imageio import IMAGE_EXTENSIONS
+from faceage.core.layout import FACES_CSV
 from faceage.core.schema import FACES, read_csv_strings, validate
 
-TABLE = "faces.csv"
 _SHARD_TABLE = re.compile(r"^faces\.shard-(\d+)-of-(\d+)\.csv$")
 
 Shard = tuple[int, int]
@@ -49,57 +47,6 @@ def check_folders(src: Path, dst: Path) -> tuple[Path, Path]:
     return src, dst
 
 
-def list_images(src: Path, skip: Path | None = None) -> list[str]:
-    """Relative POSIX paths of every image-extension file under `src`, sorted; `skip` (DST) is not entered.
-
-    Broken links and unreadable entries are listed too: they get an `unreadable` row rather than vanishing.
-    Links to folders are followed (a dataset linked into SRC is walked), except into a folder already on the
-    current path, which would loop.
-    """
-    found: list[str] = []
-    above: dict[str, frozenset[Path]] = {str(src): frozenset({src.resolve()})}  # real folders up to here
-    for root, dirs, files in os.walk(src, followlinks=True):
-        root_path = Path(root)
-        real = {d: (root_path / d).resolve() for d in dirs}
-        dirs[:] = sorted(d for d in dirs if real[d] != skip and real[d] not in above[root])
-        above.update({str(root_path / d): above[root] | {real[d]} for d in dirs})
-        found.extend(
-            (root_path / name).relative_to(src).as_posix()
-            for name in files
-            if is_image_name(name) and not (root_path / name).is_dir()
-        )
-    return sorted(found)
-
-
-def output_names(rels: list[str], fmt: str) -> dict[str, str]:
-    """Map each source to its output path, one output per source even when names collide.
-
-    `aligned_relpath` replaces the extension; when two sources map to the same output (`x.jpg`, `x.png`), or
-    names differ only in case (they collide on macOS/Windows), the first in sorted order keeps the plain name
-    and each later one keeps its own suffix too (`x.png.jpg`), with `~2`, `~3`, … only if that is taken too.
-    """
-    plain = {rel: aligned_relpath(rel, fmt) for rel in rels}
-    taken: set[str] = set()
-    claims: dict[str, str] = {}
-    for rel in sorted(rels):  # first claim on each plain name, in sorted order
-        key = plain[rel].casefold()
-        if key not in claims:
-            claims[key] = rel
-            taken.add(key)
-    names: dict[str, str] = {}
-    for rel in sorted(rels):
-        if claims[plain[rel].casefold()] == rel:
-            names[rel] = plain[rel]
-            continue
-        candidate, n = f"{rel}.{fmt}", 1
-        while candidate.casefold() in taken:
-            n += 1
-            candidate = f"{PurePosixPath(rel)}~{n}.{fmt}"
-        taken.add(candidate.casefold())
-        names[rel] = candidate
-    return names
-
-
 def parse_shard(text: str | None) -> Shard | None:
     """`"i/n"` → (i, n) with 0 ≤ i < n; None stays None."""
     if text is None:
@@ -122,11 +69,6 @@ def in_shard(rel: str, shard: Shard | None) -> bool:
     return int.from_bytes(digest, "big") % shard[1] == shard[0]
 
 
-def table_name(shard: Shard | None) -> str:
-    """The table a run writes: faces.csv, or faces.shard-i-of-n.csv so machines never write the same file."""
-    return TABLE if shard is None else f"faces.shard-{shard[0]}-of-{shard[1]}.csv"
-
-
 def read_earlier(dst: Path, own: str) -> dict[str, dict[str, object]]:
     """Rows of every faces table in DST (the run's own table first, then faces.csv, then shard tables).
 
@@ -134,8 +76,8 @@ def read_earlier(dst: Path, own: str) -> dict[str, dict[str, object]]:
     """
     if not dst.is_dir():
         return {}
-    names = [p.name for p in dst.iterdir() if p.name == TABLE or _SHARD_TABLE.match(p.name)]
-    order = sorted(names, key=lambda n: (n != own, n != TABLE, n))
+    names = [p.name for p in dst.iterdir() if p.name == FACES_CSV or _SHARD_TABLE.match(p.name)]
+    order = sorted(names, key=lambda n: (n != own, n != FACES_CSV, n))
     rows: dict[str, dict[str, object]] = {}
     for name in order:
         for row in _read(dst / name):

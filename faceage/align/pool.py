@@ -14,9 +14,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, Thr
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from faceage.align.detect.base import Detector, make_detector
-from faceage.align.image import AlignSettings, Loaded, Row, align_image, empty_row, load_image
+from faceage.align.detect import Detector, make_detector
+from faceage.align.image import Loaded, Row, align_image, empty_row, load_image
 from faceage.align.plan import Job
+from faceage.align.settings import AlignSettings
 from faceage.core.console import log
 from faceage.core.errors import FaceageError
 

@@ -17,37 +17,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
-from rich.text import Text
 
-from faceage.align.image import AlignSettings, Row
+from faceage.align.image import Row
 from faceage.align.plan import (
     Job,
     Shard,
     check_folders,
     in_shard,
-    list_images,
     make_jobs,
     no_images,
-    output_names,
     read_earlier,
     reusable,
-    table_name,
 )
 from faceage.align.pool import results
+from faceage.align.settings import AlignSettings
 from faceage.core.atomic import write_bytes_atomic, write_csv_atomic
-from faceage.core.console import console, log
+from faceage.core.console import RateColumn, log, progress_bar
 from faceage.core.errors import FaceageError
+from faceage.core.files import list_images
+from faceage.core.layout import output_names, shard_table
 from faceage.core.schema import FACES
 
 STATUSES = ("ok", "no_face", "too_small", "unreadable", "too_large", "unsupported")
@@ -114,7 +103,7 @@ def align_folder(
     names = output_names(rels, settings.fmt)
     jobs = make_jobs(src, [r for r in rels if in_shard(r, shard)], names)
     digest = settings.digest()
-    table = _Table(dst / table_name(shard))
+    table = _Table(dst / shard_table(shard))
     earlier = read_earlier(dst, table.path.name)
     todo: list[Job] = []
     for job in jobs:
@@ -130,7 +119,7 @@ def align_folder(
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
     writer = _Writer(dst, table)
     try:
-        with _progress(progress) as bar:
+        with progress_bar(RateColumn("faces"), enabled=progress, transient=False) as bar:
             task = bar.add_task("align", total=len(todo))
             for row, payload in results(todo, src, settings, digest, workers):
                 writer.put(row, payload)
@@ -214,23 +203,6 @@ class _Writer:
                     "every face written so far. Free space or fix permissions, then rerun to resume."
                 ) from exc
             self.table.add(row)
-
-
-def _progress(enabled: bool) -> Progress:
-    columns: list[ProgressColumn] = [
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(),
-        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-    ]
-    return Progress(*columns, console=console, disable=not enabled)
-
-
-class _Rate(ProgressColumn):
-    """Images per second over the run so far."""
-
-    def render(self, task: Task) -> Text:
-        elapsed = task.elapsed or 0.0
-        rate = task.completed / elapsed if elapsed > 0 else 0.0
-        return Text(f"{rate:.1f} faces/s", style="progress.data.speed")
 
 
 def summary_table(summary: AlignSummary) -> Table:

@@ -127,9 +127,6 @@ FACE_PREDICTIONS = TableSpec(
     ),
 )
 
-SPECS = {spec.kind: spec for spec in (FACES, LABELS, MANIFEST, PREDICTIONS, FACE_PREDICTIONS)}
-
-
 class TableError(FaceageError, ValueError):
     """A table broke its contract; the message names file, row and column and says what to do."""
 

@@ -1,7 +1,7 @@
-"""Fold manifests: join a dataset's labels with the aligned faces, assign folds, and read manifests back.
+"""Fold manifests: join a dataset's labels with the aligned faces, assign folds, write the manifest.
 
-`build_manifest` is the `faceage manifest` stage; `read_manifest` is the one validating reader that train and
-eval use (with `faceage.manifest.protocols.split_for_fold` to split one fold).
+`build_manifest` is the `faceage manifest` stage; train and eval read manifests back with
+`faceage.manifest.read.read_manifest` (and split one fold with `faceage.manifest.protocols.split_for_fold`).
 """
 
 from __future__ import annotations
@@ -18,27 +18,21 @@ from rich.table import Table
 from faceage.core.atomic import atomic_path
 from faceage.core.console import console
 from faceage.core.errors import FaceageError
-from faceage.core.layout import ALIGNED_FORMATS, aligned_relpath
+from faceage.core.files import list_images
+from faceage.core.layout import ALIGNED_FORMATS, FACES_CSV, aligned_relpath
 from faceage.core.schema import FACES, MANIFEST, MAX_AGE, TableError, read_table, validate
-from faceage.manifest.datasets import (
-    DATASETS,
-    DROPPED_COLUMNS,
-    NAMED_DATASETS,
-    LabelOptions,
-    Labels,
-    image_names,
-    labels_from_names,
-    load_labels,
-)
-from faceage.manifest.protocols import SUBJECT_EXCLUSIVE, assign_folds, protocol_from_name
+from faceage.manifest.datasets import DATASETS, LabelOptions, load_labels
+from faceage.manifest.labels import DROPPED_COLUMNS, Labels, dropped_rows
+from faceage.manifest.names import NAMED_DATASETS, labels_from_names
+from faceage.manifest.protocols import assign_folds
 
 ImageSource = Literal["faces", "pre-aligned", "labels-only"]
-FACES_FILE = "faces.csv"
+IMAGE_SOURCES: tuple[ImageSource, ...] = ("faces", "pre-aligned", "labels-only")
 SHOWN_PER_REASON = 10
 
 
 @dataclass(frozen=True)
-class FoldStats:
+class FoldCounts:
     """Size and age range of one test fold (fold -1: rows never tested); `val` counts its validation rows."""
 
     fold: int
@@ -58,7 +52,7 @@ class ManifestSummary:
     protocol: str
     images: int
     subjects: int
-    folds: tuple[FoldStats, ...]
+    folds: tuple[FoldCounts, ...]
     dropped: pd.DataFrame
 
     def dropped_counts(self) -> dict[str, int]:
@@ -74,10 +68,6 @@ class ManifestResult:
     inputs: tuple[Path, ...] = ()
 
 
-def default_manifest_path(dataset: str, protocol: str) -> Path:
-    return Path("manifests") / dataset / f"{protocol}.csv"
-
-
 def build_manifest(dataset: str, protocol: str, aligned: Path | None, *, labels: Path | None = None,
                    source: ImageSource = "faces", folds: int = 5, seed: int = 0, val_fraction: float = 0.1,
                    options: LabelOptions | None = None, fmt: str = "jpg") -> ManifestResult:
@@ -89,20 +79,25 @@ def build_manifest(dataset: str, protocol: str, aligned: Path | None, *, labels:
     """
     if dataset not in DATASETS:
         raise FaceageError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}.")
+    if source not in IMAGE_SOURCES:
+        raise FaceageError(f"image source {source!r}: choose one of {', '.join(IMAGE_SOURCES)}.")
+    options = options or LabelOptions()
+    options.check(dataset)
     if fmt not in ALIGNED_FORMATS:
         raise FaceageError(f"--format {fmt!r}: choose one of {', '.join(ALIGNED_FORMATS)}.")
     if aligned is None and source != "labels-only":
         raise FaceageError("ALIGNED is required: the folder written by `faceage align` (or, with "
                            "--pre-aligned, the dataset's aligned images); --labels-only needs none.")
     faces = _read_faces(aligned) if source == "faces" else None
-    lab = _labels(dataset, labels, aligned, source, faces, options or LabelOptions())
+    lab = _labels(dataset, labels, aligned, source, faces, options)
     table, dropped = _attach_images(lab.table, aligned, source, faces, fmt)
     outside = (table["age"] < 0) | (table["age"] > MAX_AGE)
-    dropped.append(_dropped(table.loc[outside, "path"], "age outside 0..100",
+    dropped.append(dropped_rows(table.loc[outside, "path"], "age outside 0..100",
                             [f"age {a:g}" for a in table.loc[outside, "age"]]))
     table = table[~outside].reset_index(drop=True)
     repeated = table["path"].duplicated(keep=False)
-    dropped.append(_dropped(table.loc[repeated, "path"], "duplicate", "two labelled images share this path"))
+    dropped.append(dropped_rows(table.loc[repeated, "path"], "duplicate",
+                                "two labelled images share this path"))
     table = table[~repeated].reset_index(drop=True)
     if table.empty:
         raise FaceageError(f"no rows left for the manifest ({_counts(dropped)}); check --labels and ALIGNED.")
@@ -112,7 +107,7 @@ def build_manifest(dataset: str, protocol: str, aligned: Path | None, *, labels:
     manifest = validate(manifest, MANIFEST, f"{dataset}/{protocol} manifest")
     drops = pd.concat([lab.dropped, *dropped], ignore_index=True)
     drops = drops[~((drops["reason"] == "no label") & drops["path"].isin(lab.dropped["path"]))]  # told once
-    inputs = [p for p in (labels, aligned / FACES_FILE if faces is not None and aligned else None)
+    inputs = [p for p in (labels, aligned / FACES_CSV if faces is not None and aligned else None)
               if p is not None and p.is_file()]
     return ManifestResult(manifest, summarize(manifest, drops, dataset, protocol), tuple(inputs))
 
@@ -141,42 +136,12 @@ def write_manifest(result: ManifestResult, out: Path, dropped_out: Path | None =
                            "folder.") from exc
 
 
-def read_manifest(path: str | Path, images_root: Path | None = None,
-                  protocol: str | None = None) -> pd.DataFrame:
-    """Read and validate a manifest: schema, val_fold, subject exclusivity (se/lopo, given or from the file
-    name) and, with `images_root`, that every image exists. Records protocol and source in `df.attrs`."""
-    path = Path(path)
-    df = read_table(path, MANIFEST)
-    if "val_fold" not in df.columns:
-        df["val_fold"] = -1
-    fold, val = df["fold"].to_numpy(), df["val_fold"].to_numpy()
-    _fail_at(path, (val == fold) & (val >= 0), "val_fold", "equals the row's own fold (a row cannot validate "
-             "the model it tests); rebuild the manifest")
-    _fail_at(path, (val >= 0) & ~np.isin(val, fold), "val_fold", "names a test fold that has no rows")
-    protocol = protocol or protocol_from_name(path)
-    if protocol in SUBJECT_EXCLUSIVE:
-        subjects = df["subject"].astype(str).to_numpy()
-        _fail_at(path, subjects == "", "subject", f"is empty, and a {protocol} manifest needs every subject")
-        first_fold = pd.Series(fold).groupby(subjects).transform("first").to_numpy()
-        _fail_at(path, first_fold != fold, "subject",
-                 f"is also in another fold; a {protocol} manifest keeps each subject in one fold")
-    if images_root is not None:
-        missing = np.array([not (images_root / p).is_file() for p in df["path"]], dtype=bool)
-        if missing.any():
-            names = df["path"][missing]
-            _fail_at(path, missing, "path", f"{names.iloc[0]!r} is not a file under {images_root} "
-                     f"({len(names)} missing in all, e.g. {', '.join(names.head(3))}); point to the aligned "
-                     f"folder the manifest was built for, or rerun faceage align")
-    df.attrs.update(protocol=protocol, source=str(path))
-    return df
-
-
 def summarize(manifest: pd.DataFrame, dropped: pd.DataFrame, dataset: str, protocol: str) -> ManifestSummary:
     """Per-fold counts and age range of a built manifest."""
     stats = []
     for k, part in manifest.groupby("fold", sort=True):
         subjects = part["subject"][part["subject"] != ""]
-        stats.append(FoldStats(int(k), len(part), subjects.nunique(), float(part["age"].min()),
+        stats.append(FoldCounts(int(k), len(part), subjects.nunique(), float(part["age"].min()),
                                float(part["age"].max()), float(part["age"].mean()),
                                int((manifest["val_fold"] == k).sum())))
     subjects = manifest["subject"][manifest["subject"] != ""].nunique()
@@ -203,10 +168,10 @@ def print_summary(summary: ManifestSummary, out: Path | None = None) -> None:
 
 
 def _read_faces(aligned: Path | None) -> pd.DataFrame:
-    if aligned is None or not (aligned / FACES_FILE).is_file():
-        raise FaceageError(f"{aligned}/{FACES_FILE} not found: run `faceage align RAW {aligned}` first, or "
+    if aligned is None or not (aligned / FACES_CSV).is_file():
+        raise FaceageError(f"{aligned}/{FACES_CSV} not found: run `faceage align RAW {aligned}` first, or "
                            f"pass --pre-aligned if the folder holds images aligned by the dataset authors.")
-    return read_table(aligned / FACES_FILE, FACES)
+    return read_table(aligned / FACES_CSV, FACES)
 
 
 def _labels(dataset: str, labels: Path | None, aligned: Path | None, source: ImageSource,
@@ -217,10 +182,10 @@ def _labels(dataset: str, labels: Path | None, aligned: Path | None, source: Ima
     if dataset not in NAMED_DATASETS or source == "labels-only":
         raise FaceageError(f"--dataset {dataset}: pass its label file or folder with --labels.")
     if faces is not None:
-        origin = f"{aligned}/{FACES_FILE}"
+        origin = f"{aligned}/{FACES_CSV}"
         names = faces.loc[faces["status"] == "ok", "src"].tolist()  # failed rows are reported by status
         return labels_from_names(dataset, names, origin, options.skip_malformed)
-    return labels_from_names(dataset, image_names(Path(str(aligned))), str(aligned), options.skip_malformed)
+    return labels_from_names(dataset, list_images(Path(str(aligned))), str(aligned), options.skip_malformed)
 
 
 def _attach_images(labels: pd.DataFrame, aligned: Path | None, source: ImageSource,
@@ -232,42 +197,29 @@ def _attach_images(labels: pd.DataFrame, aligned: Path | None, source: ImageSour
         return table, []
     if faces is None:
         missing = np.array([not Path(str(aligned), p).is_file() for p in table["path"]], dtype=bool)
-        return table[~missing], [_dropped(table.loc[missing, "path"], "missing image", f"not in {aligned}")]
+        return table[~missing], [dropped_rows(table.loc[missing, "path"], "missing image",
+                                              f"not in {aligned}")]
     ok = faces["status"] == "ok"
     bad_dst = ok & (faces["dst"] == "")
     if bad_dst.any():
         row = int(np.flatnonzero(bad_dst.to_numpy())[0])
-        raise TableError(f"{aligned}/{FACES_FILE}, row {row + 2}, column 'dst': empty in an ok row; "
+        raise TableError(f"{aligned}/{FACES_CSV}, row {row + 2}, column 'dst': empty in an ok row; "
                          f"rerun faceage align.")
-    drops = [_dropped(faces.loc[~ok, "src"], faces.loc[~ok, "status"], faces.loc[~ok, "error"])]
+    drops = [dropped_rows(faces.loc[~ok, "src"], faces.loc[~ok, "status"], faces.loc[~ok, "error"])]
     labelled = faces["src"].isin(table["path"])
-    drops.append(_dropped(faces.loc[ok & ~labelled, "src"], "no label", "not in the labels"))
+    drops.append(dropped_rows(faces.loc[ok & ~labelled, "src"], "no label", "not in the labels"))
     unaligned = ~table["path"].isin(faces["src"])
-    drops.append(_dropped(table.loc[unaligned, "path"], "not aligned", f"no row in {FACES_FILE}"))
+    drops.append(dropped_rows(table.loc[unaligned, "path"], "not aligned", f"no row in {FACES_CSV}"))
     joined = table.merge(faces.loc[ok, ["src", "dst"]], left_on="path", right_on="src", how="inner")
     if joined.empty:
         raise FaceageError(
-            f"no label path matches a `src` of {aligned}/{FACES_FILE} (labels e.g. "
+            f"no label path matches a `src` of {aligned}/{FACES_CSV} (labels e.g. "
             f"{table['path'].head(3).tolist()}, faces.csv e.g. {faces['src'].head(3).tolist()}); label paths "
             f"must be relative to the folder given to `faceage align`.")
     joined["path"] = joined["dst"]
     return joined.drop(columns=["src", "dst"]), drops
 
 
-def _dropped(paths: pd.Series, reason: str | pd.Series, detail: str | list[str] | pd.Series) -> pd.DataFrame:
-    frame = pd.DataFrame({"path": list(paths)}, columns=["path"])
-    frame["reason"] = list(reason) if isinstance(reason, pd.Series) else reason
-    frame["detail"] = list(detail) if not isinstance(detail, str) else detail
-    return frame[DROPPED_COLUMNS]
-
-
 def _counts(dropped: list[pd.DataFrame]) -> str:
     frame = pd.concat(dropped, ignore_index=True) if dropped else pd.DataFrame(columns=DROPPED_COLUMNS)
     return ", ".join(f"{k}: {v}" for k, v in frame["reason"].value_counts().items()) or "no labels"
-
-
-def _fail_at(path: Path, bad: np.ndarray, column: str, what: str) -> None:
-    """Raise for the first row flagged in `bad`, naming file, row (header = line 1) and column."""
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise TableError(f"{path}, row {row + 2}, column '{column}': {what}.")

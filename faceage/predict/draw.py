@@ -15,9 +15,9 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from faceage.align.plan import output_names
 from faceage.core.atomic import write_bytes_atomic
 from faceage.core.errors import FaceageError
+from faceage.core.layout import output_names
 
 BOX_COLOUR = (255, 64, 32)
 TEXT_COLOUR = (255, 255, 255)

@@ -35,7 +35,7 @@ from faceage.train.distributed import resolve_device
 from faceage.train.runs import CONFIG, PREDICTIONS_CSV
 
 if TYPE_CHECKING:
-    from faceage.align.detect.base import OnnxSession
+    from faceage.align.detect.onnx import OnnxSession
 
 MODEL_KEYS = ("backbone", "loss", "img_size", "resize")  # the settings that rebuild a model and its input
 CHECKPOINTS = ("best.pt", "last.pt")  # a fold's model: best on validation, else the latest epoch
@@ -243,7 +243,7 @@ def _rebuild(state: dict[str, Any], settings: dict[str, Any], file: Path) -> Age
 
 def load_onnx(path: Path, device: str = "auto", threads: int = 1) -> OnnxEstimator:
     """An exported model with the settings `faceage export` stored in its metadata."""
-    from faceage.align.detect.base import onnx_session
+    from faceage.align.detect import onnx_session
 
     session = onnx_session(path, "ONNX model", f"a file written by `faceage export` (or export it again: "
                            f"`faceage export RUN --onnx {path}`)", device, threads)

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from faceage.align.detect.base import onnx_session
-from faceage.align.plan import list_images
+from faceage.align.detect import onnx_session
 from faceage.core.console import log
 from faceage.core.errors import FaceageError
+from faceage.core.files import list_images
 from faceage.predict.estimator import (
     FoldEnsemble,
     ModelInfo,
@@ -142,7 +142,7 @@ def parity(ensemble: FoldEnsemble, info: ModelInfo, x: np.ndarray, onnx_file: Pa
 
 
 def _has_cuda_provider() -> bool:
-    from faceage.align.detect.base import available_providers
+    from faceage.align.detect.onnx import available_providers
 
     return "CUDAExecutionProvider" in available_providers()
 

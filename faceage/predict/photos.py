@@ -17,24 +17,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from faceage.align.detect.base import DETECTORS, Detector, make_detector
-from faceage.align.geometry import align_face, face_size, locate
-from faceage.align.image import AlignSettings
-from faceage.align.plan import TABLE, list_images
+from faceage.align.detect import DETECTORS, Detector, make_detector
+from faceage.align.faces import NO_FACE, find_faces
+from faceage.align.settings import AlignSettings
 from faceage.core.atomic import write_csv_atomic, write_text_atomic
-from faceage.core.console import console, log
+from faceage.core.console import RateColumn, log, progress_bar
 from faceage.core.errors import FaceageError
+from faceage.core.files import list_images
 from faceage.core.imageio import ImageLoadError, load_rgb
+from faceage.core.layout import FACES_CSV
 from faceage.core.schema import BOX_COLUMNS, FACE_PREDICTIONS, FACES, read_table, validate
 from faceage.predict.draw import Mark, age_label, draw_targets, save_drawn
 from faceage.predict.estimator import Estimator, ModelInfo, preprocess
 
 OUT_FORMATS = (".csv", ".json")
-FAILED_TO_READ = ("unreadable", "too_large", "unsupported")
-# Columns of the table predict writes (one row per face; one row per image that yielded none).
 _HELD_PIXELS = 100_000_000  # images kept for drawing while their faces wait for a batch
 
 
@@ -60,7 +58,6 @@ class PredictResult:
     images: int = 0
     read: int = 0
     drawn: list[Path] = field(default_factory=list)
-    alignment: AlignSettings = field(default_factory=AlignSettings)
 
 
 def alignment_for(info: ModelInfo, options: PredictOptions) -> AlignSettings:
@@ -78,7 +75,7 @@ def _recorded_alignment(info: ModelInfo) -> AlignSettings:
     """Detector and crop size of the run's aligned faces (faces.csv and its first aligned image), else
     align's defaults. The settings hash does not say the rest (min face, threshold): defaults for those."""
     default = AlignSettings()
-    faces_csv = Path(info.aligned) / TABLE if info.aligned else None
+    faces_csv = Path(info.aligned) / FACES_CSV if info.aligned else None
     if faces_csv is None or not faces_csv.is_file():
         log.info("%s not found: aligning with align's defaults", faces_csv or "the run's faces.csv")
         return default
@@ -141,11 +138,10 @@ def predict_images(
     settings = alignment_for(estimator.info, options)
     detector = make_detector(settings.detector, settings.model, options.threads, options.device,
                              settings.score_threshold)
-    result = PredictResult(pd.DataFrame(), images=len(images), alignment=settings)
+    result = PredictResult(pd.DataFrame(), images=len(images))
     rows: list[dict[str, object]] = []
-    columns = (TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True, disable=not progress) as bar:
-        task = bar.add_task("predict", total=len(images))
+    with progress_bar(RateColumn("images"), enabled=progress) as bar:
+        task = bar.add_task("predicting", total=len(images))
         for done in _batches((_find_faces(detector, p, settings) for p in images), options.batch_size):
             _estimate(estimator, done)
             for item in done:
@@ -160,25 +156,20 @@ def predict_images(
 
 
 def _find_faces(detector: Detector, path: Path, settings: AlignSettings) -> _Pending:
-    """Load one image, find every face, and align the faces large enough to use."""
+    """Load one image, find every face, and align the faces large enough to use (align's own routine)."""
     try:
         image = load_rgb(path)
     except ImageLoadError as exc:
         return _Pending(path, None, [_row(path, status=exc.status, error=str(exc))], [])
-    faces = locate(detector, image).faces
-    if not faces:
-        error = "no face found (also tried a padded copy); check the image."
-        return _Pending(path, image, [_row(path, status="no_face", error=error)], [])
+    found = find_faces(detector, image, settings)
+    if not found.faces:
+        return _Pending(path, image, [_row(path, status="no_face", error=NO_FACE)], [])
     pending = _Pending(path, image, [], [])
-    for index, face in enumerate(faces):
-        row = _row(path, face=index, score=round(face.score, 5),
-                   **dict(zip(BOX_COLUMNS, np.round(face.box.astype(float), 2).tolist(), strict=True)))
-        if face_size(face) < settings.min_face:
-            row.update(status="too_small", error=f"face is {face_size(face):.0f} px (< min face "
-                                                 f"{settings.min_face:g}); too small to use.")
-        else:
-            pending.crops.append(align_face(image, face.kps, settings.size)[0])
-        pending.rows.append(row)
+    for index, face in enumerate(found.faces):
+        cells = {k: v for k, v in face.fields().items() if k in FACE_PREDICTIONS.names()}
+        pending.rows.append(_row(path, face=index, status=face.status, error=face.error, **cells))
+        if face.crop is not None:
+            pending.crops.append(face.crop)
     return pending
 
 

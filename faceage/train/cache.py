@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import Progress, TaskID
 
 from faceage.core.atomic import atomic_path, write_text_atomic
-from faceage.core.console import console, log
+from faceage.core.console import RateColumn, log, progress_bar
 from faceage.core.errors import FaceageError
 from faceage.core.imageio import ImageLoadError, load_rgb
 
@@ -151,9 +151,8 @@ def _build(images_root: Path, paths: Sequence[str], size: int, data_file: Path, 
         _allocate(tmp, n * size * size * 3)
         files = [str(images_root / rel) for rel in paths]
         chunks = [(str(tmp), n, size, start, files[start:start + _CHUNK]) for start in range(0, n, _CHUNK)]
-        columns = (TextColumn("caching images"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=console, transient=True) as progress:
-            task = progress.add_task("cache", total=n)
+        with progress_bar(RateColumn("images")) as progress:
+            task = progress.add_task("caching images", total=n)
             if workers == 1:
                 _drain(map(_write_rows, chunks), progress, task)
                 return

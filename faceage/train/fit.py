@@ -24,8 +24,8 @@ from torch.nn.parallel import DistributedDataParallel
 from faceage.core.console import log
 from faceage.core.errors import FaceageError
 from faceage.evaluate.metrics import FoldStats, per_fold, summarize_folds
-from faceage.manifest.build import read_manifest
 from faceage.manifest.protocols import FoldSplit, fold_ids, split_for_fold
+from faceage.manifest.read import read_manifest
 from faceage.model.losses import make_loss
 from faceage.model.network import AgeModel, build_model, input_norm
 from faceage.train.batches import DeviceImages, num_batches, open_cache

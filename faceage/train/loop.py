@@ -18,10 +18,10 @@ from types import FrameType
 import numpy as np
 import torch
 import torch.distributed as dist
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import TextColumn
 from torch import nn
 
-from faceage.core.console import console, log
+from faceage.core.console import log, progress_bar
 from faceage.core.errors import FaceageError
 from faceage.model.losses import AgeLoss
 from faceage.model.network import AgePrediction
@@ -73,13 +73,6 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager[object]:
     return contextlib.nullcontext()
 
 
-def _progress(ctx: DistContext) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("{task.fields[status]}"), console=console, transient=True, disable=not ctx.is_main,
-    )
-
-
 def _first_non_finite(losses: list[torch.Tensor], first_step: int) -> tuple[int, float] | None:
     """(step, value) of the first non-finite loss among `losses` (steps first_step, first_step + 1, ...)."""
     values = torch.stack(losses).float().cpu().numpy()
@@ -113,7 +106,7 @@ def train_epoch(
     seen = 0  # images this rank trained on in this call
     started = time.perf_counter()
     stopped = False
-    with _progress(ctx) as bar:
+    with progress_bar(TextColumn("{task.fields[status]}"), enabled=ctx.is_main) as bar:
         task = bar.add_task(where, total=n_steps, completed=state.step, status="")
         for x, ages in batches:
             x, ages = shard(x, ctx), shard(ages, ctx)

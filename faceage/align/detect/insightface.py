@@ -10,14 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from faceage.align.detect.base import (
-    Face,
-    check_image,
-    check_model_file,
-    onnx_providers,
-    session_options,
-    to_faces,
-)
+from faceage.align.detect.base import Face, check_image, to_faces
+from faceage.align.detect.onnx import check_model_file, onnx_providers, session_options
 from faceage.core.errors import FaceageError
 
 INSIGHTFACE_ROOT = Path("~/.insightface/models").expanduser()
@@ -96,3 +90,11 @@ class InsightFaceDetector:
         if det.shape[0] == 0:
             return []
         return to_faces(det[:, :4], det[:, 4], kps)
+
+
+def insightface_sample_photos() -> Path | None:
+    """Folder of the sample photos inside the insightface wheel (None if absent): offline demo data."""
+    import insightface
+
+    folder = Path(insightface.__file__).parent / "data" / "images"
+    return folder if folder.is_dir() else None

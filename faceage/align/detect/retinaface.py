@@ -18,15 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from faceage.align.detect.base import (
-    Face,
-    check_image,
-    check_model_file,
-    nms,
-    onnx_providers,
-    session_options,
-    to_faces,
-)
+from faceage.align.detect.base import Face, check_image, nms, to_faces
+from faceage.align.detect.onnx import check_model_file, onnx_providers, session_options
 from faceage.core.errors import FaceageError
 
 STRIDES = (8, 16, 32)
