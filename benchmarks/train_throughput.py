@@ -40,10 +40,12 @@ from torchvision import transforms
 
 from faceage.core.atomic import write_text_atomic
 from faceage.core.console import console
+from faceage.model.device import resolve_device
 from faceage.model.losses import AgeLoss, make_loss
 from faceage.model.network import AgePrediction, InputNorm, build_model, input_norm
-from faceage.train.batches import DeviceImages, open_cache
-from faceage.train.distributed import DistContext, resolve_device
+from faceage.train.batches import DeviceImages
+from faceage.train.cache import open_cache
+from faceage.train.distributed import DistContext
 from faceage.train.loop import EpochProgress, autocast, train_epoch
 
 UTKFACE = Path(__file__).resolve().parents[2] / "shared" / "data" / "utkface"

@@ -15,7 +15,8 @@ from PIL import Image
 import faceage.train.cache as cache
 from faceage.core.errors import FaceageError
 from faceage.model.network import input_norm
-from faceage.train.batches import DeviceImages, num_batches, open_cache
+from faceage.train.batches import DeviceImages, num_batches
+from faceage.train.cache import open_cache
 
 CPU = torch.device("cpu")
 NORM = input_norm("resnet18")._asdict()  # ImageNet's mean and std, as DeviceImages keyword arguments

@@ -24,12 +24,12 @@ from faceage.align.run import align_folder
 from faceage.align.settings import AlignSettings
 from faceage.cli import app
 from faceage.core.errors import FaceageError
+from faceage.core.imageio import decode_image
 from faceage.core.schema import FACE_PREDICTIONS, read_table
 from faceage.manifest.build import build_manifest, write_manifest
 from faceage.predict.draw import draw_targets
 from faceage.predict.estimator import ModelInfo, load_estimator, preprocess
 from faceage.predict.photos import PredictOptions, alignment_for, predict_images
-from faceage.train.cache import decode_image
 from faceage.train.config import resolve_config
 from faceage.train.fit import run_training
 

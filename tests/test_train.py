@@ -27,7 +27,7 @@ from faceage.core.errors import FaceageError
 from faceage.core.schema import PREDICTIONS, read_table
 from faceage.manifest.protocols import split_for_fold
 from faceage.manifest.read import read_manifest
-from faceage.train.checkpoint import load_checkpoint
+from faceage.model.checkpoint import load_checkpoint
 from faceage.train.distributed import DistContext, shard
 from faceage.train.fit import RunInterruptedError, TrainResult, run_training
 from faceage.train.loop import stop_on_ctrl_c

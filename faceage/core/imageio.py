@@ -16,6 +16,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from faceage.core.errors import FaceageError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 # 120 megapixels: a 12000×10000 scan still loads (≈360 MB as RGB); a header claiming more is never decoded.
 MAX_PIXELS = 120_000_000
@@ -133,3 +135,21 @@ def _to_rgb(im: Image.Image, path: Path) -> np.ndarray:
     if im.mode != "RGB":
         im = im.convert("RGB")
     return np.array(im, dtype=np.uint8)  # a writable copy (Pillow's own buffer view is read-only)
+
+
+def decode_image(file: Path, size: int) -> np.ndarray:
+    """One image as (size, size, 3) uint8 RGB (decoded like every stage does: upright, any pixel mode),
+    resized with Lanczos when its size differs; FaceageError naming the file when it cannot be decoded."""
+    try:
+        rgb = load_rgb(file)
+    except ImageLoadError as exc:
+        raise FaceageError(str(exc)) from exc
+    return resize_square(rgb, size)
+
+
+def resize_square(rgb: np.ndarray, size: int) -> np.ndarray:
+    """A uint8 RGB image at `size`×`size` (Lanczos when its size differs, else the array itself): how the
+    cache stores an aligned face, and so how predict must resize one."""
+    if rgb.shape[:2] == (size, size):
+        return rgb
+    return np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8)

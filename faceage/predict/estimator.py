@@ -5,16 +5,14 @@ buffers in the state dict) with no pretrained download. A run folder's folds bec
 whose age distribution is the mean of the folds' distributions; mean, std and the prediction come from
 that average. The same module is what `faceage export` writes to ONNX, so torch and ONNX compute the same.
 
-Inputs are training's test-time tensors: the aligned crop resized to the run's `resize` as the image cache
-does, then `DeviceImages`' centre crop and the backbone's normalisation, `model.input_norm` (`preprocess`).
+Inputs are training's test-time tensors (`faceage.model.preprocess`): the aligned crop resized to the run's
+`resize` as the image cache does, its centre crop and the backbone's normalisation.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -25,14 +23,13 @@ from torch import Tensor, nn
 
 from faceage.core.console import log
 from faceage.core.errors import FaceageError
+from faceage.core.files import read_yaml_mapping
+from faceage.core.layout import PREDICTIONS_CSV, RUN_CONFIG
+from faceage.model.checkpoint import load_checkpoint
+from faceage.model.device import resolve_device
 from faceage.model.losses import distribution_stats, round_half_up
 from faceage.model.network import AgeModel, InputNorm, build_model, input_norm
-from faceage.train.batches import DeviceImages
-from faceage.train.cache import resize_square
-from faceage.train.checkpoint import load_checkpoint
-from faceage.train.config import load_saved_config
-from faceage.train.distributed import resolve_device
-from faceage.train.runs import CONFIG, PREDICTIONS_CSV
+from faceage.model.preprocess import preprocess as preprocess_crops
 
 if TYPE_CHECKING:
     from faceage.align.detect.onnx import OnnxSession
@@ -171,7 +168,7 @@ def load_ensemble(model: str | Path, fold: int | None = None) -> tuple[FoldEnsem
     files: list[tuple[int | None, Path]]  # (fold, checkpoint); fold None: a lone checkpoint file
     if path.is_dir():
         files = [(k, file) for k, file in _fold_checkpoints(path, fold).items()]
-        settings = load_saved_config(path / CONFIG).to_dict()
+        settings = read_yaml_mapping(path / RUN_CONFIG, "run config")
     elif path.is_file():
         if fold is not None:
             raise FaceageError(f"{path}: --fold picks a fold of a run folder, not of a checkpoint file; "
@@ -195,8 +192,8 @@ def load_ensemble(model: str | Path, fold: int | None = None) -> tuple[FoldEnsem
 
 def _fold_checkpoints(run: Path, fold: int | None) -> dict[int, Path]:
     """fold → checkpoint (best.pt, else last.pt) of a run folder; `fold` narrows it to one."""
-    if not (run / CONFIG).is_file():
-        raise FaceageError(f"{run}: not a run folder (no {CONFIG}); {MODEL_HINT}.")
+    if not (run / RUN_CONFIG).is_file():
+        raise FaceageError(f"{run}: not a run folder (no {RUN_CONFIG}); {MODEL_HINT}.")
     found: dict[int, Path] = {}
     for folder in run.iterdir():
         match = re.fullmatch(r"fold(\d+)", folder.name)
@@ -218,9 +215,9 @@ def _checkpoint_settings(state: dict[str, Any], file: Path) -> dict[str, Any]:
     """The run settings of a lone checkpoint: its own `config` (best.pt), else the run's config.yaml."""
     if isinstance(state.get("config"), dict):
         return dict(state["config"])
-    saved = file.parent.parent / CONFIG
+    saved = file.parent.parent / RUN_CONFIG
     if saved.is_file():
-        return load_saved_config(saved).to_dict()
+        return read_yaml_mapping(saved, "run config")
     raise FaceageError(f"{file}: the checkpoint holds no settings and {saved} does not exist; pass the run "
                        f"folder, or the fold's best.pt (which carries its settings).")
 
@@ -267,25 +264,5 @@ def onnx_metadata(info: ModelInfo) -> dict[str, str]:
 
 
 def preprocess(crops: Sequence[np.ndarray] | np.ndarray, info: ModelInfo) -> np.ndarray:
-    """Aligned uint8 faces → normalised (N, 3, img_size, img_size) float32, through training's test path."""
-    if len(crops) == 0:
-        return np.zeros((0, 3, info.img_size, info.img_size), dtype=np.float32)
-    images = np.stack([resize_square(np.asarray(c, dtype=np.uint8), info.resize) for c in crops])
-    norm = info.norm
-    with _quiet():
-        device_images = DeviceImages(images, np.zeros(len(images), np.float32), torch.device("cpu"),
-                                     crop=info.img_size, mean=norm.mean, std=norm.std, resident=True)
-    batches = device_images.batches(np.arange(len(images)), len(images), train=False,
-                                    generator=torch.Generator())
-    return torch.cat([x for x, _ in batches]).numpy()
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence DeviceImages' per-set log line (here one per batch of faces, not one per run)."""
-    level = log.level
-    log.setLevel(max(level, logging.WARNING))
-    try:
-        yield
-    finally:
-        log.setLevel(level)
+    """Aligned uint8 faces → the model's normalised input, through training's test path."""
+    return preprocess_crops(crops, info.img_size, info.resize, info.norm)

@@ -28,6 +28,7 @@ from faceage.align.detect import onnx_session
 from faceage.core.console import log
 from faceage.core.errors import FaceageError
 from faceage.core.files import list_images
+from faceage.core.imageio import decode_image
 from faceage.predict.estimator import (
     FoldEnsemble,
     ModelInfo,
@@ -37,7 +38,6 @@ from faceage.predict.estimator import (
     output_names,
     preprocess,
 )
-from faceage.train.cache import decode_image
 
 PARITY_TOLERANCE = 1e-4  # max |Δ| of the probabilities (of the mean for l2), onnxruntime CPU vs torch fp32
 CHECK_FACES = 8

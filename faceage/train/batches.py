@@ -3,7 +3,8 @@
 The images stay uint8 until the last moment: resident on the GPU when they fit (a quarter of the bytes
 of float32), otherwise gathered per batch into pinned host memory and copied without blocking while the
 previous step runs. Random crop and horizontal flip are one vectorised gather on the device; then float,
-normalisation with the model's mean/std (`model.input_norm`), and channels_last on CUDA. All randomness
+normalisation with the model's mean/std (`model.preprocess.Normalizer`, the same as predict's), and
+channels_last on CUDA. All randomness
 comes from the caller's generator and is drawn when `batches` is called, so restoring the generator state
 reproduces an epoch exactly.
 """
@@ -21,9 +22,8 @@ from torch import Tensor
 
 from faceage.core.console import log
 from faceage.core.errors import FaceageError
-from faceage.train.cache import open_cache
-
-__all__ = ["DeviceImages", "num_batches", "open_cache"]
+from faceage.model.network import InputNorm
+from faceage.model.preprocess import Normalizer, centre_offset
 
 Batch = tuple[Tensor, Tensor]  # (x, ages)
 _GPU_SHARE = 0.5  # the images go on the GPU when they take at most this share of its free memory
@@ -43,8 +43,6 @@ class DeviceImages:
 
     def __init__(self, images: np.ndarray, ages: np.ndarray, device: torch.device, crop: int,
                  mean: Sequence[float], std: Sequence[float], resident: bool | None = None) -> None:
-        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-            raise ValueError(f"mean and std must be 3 values (RGB) with std > 0, not {mean} and {std}")
         if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:
             raise ValueError(f"images must be (N, H, W, 3) uint8, not {images.shape} {images.dtype}")
         ages = np.asarray(ages, dtype=np.float32)
@@ -55,6 +53,7 @@ class DeviceImages:
             raise FaceageError(f"crop {crop} does not fit the {height}×{width} cached images; choose a crop "
                                f"of at most {min(height, width)} or a larger cache size")
         self.device = torch.device(device)
+        self._normalize = Normalizer(InputNorm(tuple(mean), tuple(std)), self.device)  # checks mean/std
         self.crop = crop
         self.shape = (len(images), height, width)
         self.resident = _fits(images.nbytes, self.device) if resident is None else resident
@@ -62,11 +61,6 @@ class DeviceImages:
         on_device = self.resident and self.device.type != "cpu"
         self._images = _copy_to(host, self.device) if on_device else host
         self._ages = torch.from_numpy(ages).to(self.device)
-        # scale and shift computed on the CPU: the same bits on any device
-        mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-        std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-        self._scale = (1.0 / (255.0 * std_t)).to(self.device)
-        self._shift = (-mean_t / std_t).to(self.device)
         where = "resident on" if self.resident else "streamed to"
         log.info("%d images (%.2f GB uint8) %s %s", len(images), images.nbytes / 1e9, where, self.device)
 
@@ -90,8 +84,8 @@ class DeviceImages:
             flip = _draw(2, n, generator).bool()
         else:
             order = order[:n]
-            top = torch.full((n,), (height - self.crop) // 2, dtype=torch.long)
-            left = torch.full((n,), (width - self.crop) // 2, dtype=torch.long)
+            top = torch.full((n,), centre_offset(height, self.crop), dtype=torch.long)
+            left = torch.full((n,), centre_offset(width, self.crop), dtype=torch.long)
             flip = torch.zeros(n, dtype=torch.bool)
         offsets = [t.to(self.device) for t in (top, left, flip)]
         if self.resident:
@@ -146,7 +140,7 @@ class DeviceImages:
         ys = top[:, None] + steps
         xs = torch.where(flip[:, None], left[:, None] + (self.crop - 1) - steps, left[:, None] + steps)
         patch = images[rows[:, None, None], ys[:, :, None], xs[:, None, :]]
-        x = patch.permute(0, 3, 1, 2).float().mul_(self._scale).add_(self._shift)
+        x = self._normalize(patch)
         return x if self.device.type == "cuda" else x.contiguous()
 
 

@@ -4,7 +4,8 @@ Training reads the same images every epoch; decoding JPEGs each time is what kee
 cache is one `(N, size, size, 3)` uint8 array in `<key>.u8` with a `<key>.json` sidecar (shape, size, key).
 The key hashes the images root, the ordered paths, each file's size and mtime and the size, so a changed,
 added or reordered image gives a new cache. Where: `<images_root>/.faceage-cache/`, or `FACEAGE_CACHE_DIR`
-when set, or `~/.cache/faceage` when the images folder is read-only. numpy + PIL only (no torch).
+when set, or `~/.cache/faceage` when the images folder is read-only. numpy + PIL only (no torch); each image
+is decoded by `core.imageio.decode_image`, as export and predict decode aligned faces.
 """
 
 from __future__ import annotations
@@ -20,13 +21,12 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from rich.progress import Progress, TaskID
 
 from faceage.core.atomic import atomic_path, write_text_atomic
 from faceage.core.console import RateColumn, log, progress_bar
 from faceage.core.errors import FaceageError
-from faceage.core.imageio import ImageLoadError, load_rgb
+from faceage.core.imageio import decode_image
 
 CACHE_VERSION = 1
 CACHE_FOLDER = ".faceage-cache"
@@ -74,24 +74,6 @@ def cache_key(images_root: Path, paths: Sequence[str], size: int) -> tuple[str, 
         content.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         listing.update(f"{rel}\n".encode())
     return content.hexdigest()[:32], listing.hexdigest()[:32]
-
-
-def decode_image(file: Path, size: int) -> np.ndarray:
-    """One image as (size, size, 3) uint8 RGB (decoded like every stage does: upright, any pixel mode),
-    resized with Lanczos when its size differs; FaceageError naming the file when it cannot be decoded."""
-    try:
-        rgb = load_rgb(file)
-    except ImageLoadError as exc:
-        raise FaceageError(str(exc)) from exc
-    return resize_square(rgb, size)
-
-
-def resize_square(rgb: np.ndarray, size: int) -> np.ndarray:
-    """A uint8 RGB image at `size`×`size` (Lanczos when its size differs, else the array itself): how the
-    cache stores an aligned face, and so how predict must resize one."""
-    if rgb.shape[:2] == (size, size):
-        return rgb
-    return np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8)
 
 
 def open_cache(

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from faceage.core.errors import FaceageError
+from faceage.core.files import read_yaml_mapping
 
 LOSS_NAMES = ("mv", "softmax", "l2")
 SCHEDULES = ("step", "cosine")
@@ -157,24 +158,6 @@ def _merge(base: dict[str, Any], updates: Mapping[str, Any], source: str) -> dic
     return merged
 
 
-def read_yaml_settings(path: str | Path) -> dict[str, Any]:
-    """The mapping in a recipe or a saved config.yaml; FaceageError naming the file when it is not one."""
-    path = Path(path)
-    if not path.is_file():
-        raise FaceageError(f"{path}: no such recipe; give an existing YAML file (see pipelines/).")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise FaceageError(f"{path}: not valid YAML ({exc}); fix the file.") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise FaceageError(
-            f"{path}: a recipe must be a mapping of settings (key: value), not {type(data).__name__}."
-        )
-    return data
-
-
 def resolve_config(
     recipe: str | Path | None = None,
     flags: Mapping[str, Any] | None = None,
@@ -190,7 +173,7 @@ def resolve_config(
 
     settings = (base or TrainConfig()).to_dict()
     if recipe is not None:
-        settings = _merge(settings, read_yaml_settings(recipe), str(recipe))
+        settings = _merge(settings, read_yaml_mapping(recipe), str(recipe))
     given = {k: v for k, v in (flags or {}).items() if v is not None}
     settings = _merge(settings, given, "command-line flags")
     for name in PATH_FIELDS:
@@ -211,7 +194,7 @@ def resolve_config(
 
 def load_saved_config(path: str | Path) -> TrainConfig:
     """The config a run saved (its config.yaml); FaceageError naming the file when it is damaged."""
-    settings = _merge(TrainConfig().to_dict(), read_yaml_settings(path), str(path))
+    settings = _merge(TrainConfig().to_dict(), read_yaml_mapping(path, "run config"), str(path))
     cfg = TrainConfig(**settings)
     _check(cfg, str(path))
     return cfg

@@ -19,6 +19,7 @@ import torch.distributed as dist
 
 from faceage.core.console import log
 from faceage.core.errors import FaceageError
+from faceage.model.device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -36,21 +37,6 @@ class DistContext:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """`auto` → CUDA when available, else CPU; `cuda` → this process's GPU; FaceageError without CUDA."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise FaceageError(f"--device {name}: no CUDA device is available; use --device cpu or auto.")
-        index = int(name.split(":")[1]) if ":" in name else local_rank
-        if index >= torch.cuda.device_count():
-            count = torch.cuda.device_count()
-            raise FaceageError(f"--device {name}: there are {count} CUDA devices (0..{count - 1}); pick one.")
-        return torch.device("cuda", index)
-    return torch.device("cpu")
 
 
 def setup_distributed(device: str) -> DistContext:

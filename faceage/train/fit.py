@@ -26,14 +26,16 @@ from faceage.core.errors import FaceageError
 from faceage.evaluate.metrics import FoldStats, per_fold, summarize_folds
 from faceage.manifest.protocols import FoldSplit, fold_ids, split_for_fold
 from faceage.manifest.read import read_manifest
+from faceage.model.checkpoint import load_checkpoint, save_checkpoint
 from faceage.model.losses import make_loss
 from faceage.model.network import AgeModel, build_model, input_norm
-from faceage.train.batches import DeviceImages, num_batches, open_cache
-from faceage.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from faceage.train.batches import DeviceImages, num_batches
+from faceage.train.cache import open_cache
 from faceage.train.config import TrainConfig
 from faceage.train.distributed import DistContext, any_rank, barrier, cleanup_distributed, setup_distributed
 from faceage.train.loop import EpochProgress, epoch_mae, predict, stop_on_ctrl_c, train_epoch
 from faceage.train.optim import make_optimizer, make_scheduler
+from faceage.train.rng import rng_state, set_rng_state
 from faceage.train.runs import RunFolder
 
 

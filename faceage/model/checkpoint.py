@@ -1,8 +1,8 @@
-"""Checkpoints: atomic save and checked load of a fold's training state (model, optimiser, scheduler, RNG).
+"""Checkpoint files: atomic save and checked load (train writes them, train and predict read them).
 
-A checkpoint holds everything the next step depends on, so training resumed from it computes exactly what an
-uninterrupted run would have: the model, optimiser and scheduler states, the epoch and step reached, the
-fold's data generator state and the global torch RNG states (dropout and the like).
+A fold's last.pt holds everything the next training step depends on (model, optimiser and scheduler states,
+epoch and step, the data generator and RNG states: see `faceage.train.fit`); best.pt holds the model and the
+settings that rebuild it.
 """
 
 from __future__ import annotations
@@ -38,18 +38,3 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise FaceageError(f"{path}: not a faceage checkpoint (format {FORMAT}); delete it to train the fold "
                            f"again.")
     return state
-
-
-def rng_state() -> dict[str, Any]:
-    """The global torch RNG states (CPU, and every CUDA device in use)."""
-    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what `rng_state` captured (CUDA states only where CUDA is in use)."""
-    torch.set_rng_state(state["cpu"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
