@@ -46,7 +46,7 @@ from faceage.model.network import AgePrediction, InputNorm, build_model, input_n
 from faceage.train.batches import DeviceImages
 from faceage.train.cache import open_cache
 from faceage.train.distributed import DistContext
-from faceage.train.loop import EpochProgress, autocast, train_epoch
+from faceage.train.loop import EpochPlan, EpochProgress, Learner, autocast, train_epoch
 
 UTKFACE = Path(__file__).resolve().parents[2] / "shared" / "data" / "utkface"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -173,8 +173,8 @@ def faceage_steps(trainer: nn.Module, decode: Callable[[Tensor], AgePrediction],
     ctx = DistContext(0, 1, device)
 
     def run(n: int) -> None:
-        train_epoch(trainer, loss_fn, decode, optimizer, itertools.islice(batches, n), n, ctx,
-                    EpochProgress(), "faceage", lambda: False)
+        plan = EpochPlan(itertools.islice(batches, n), n, "faceage")
+        train_epoch(Learner(trainer, loss_fn, decode, optimizer), plan, EpochProgress(), ctx, lambda: False)
     return run
 
 

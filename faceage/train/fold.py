@@ -1,0 +1,219 @@
+"""One test fold of a training job: build the model, train it epoch by epoch (continuing last.pt when there
+is one), keep the best epoch on validation in best.pt, then predict the fold's test rows with it.
+
+Each fold is seeded from `seed + fold` (model initialisation, data order, crops, flips); its state is
+checkpointed every epoch (and at Ctrl-C), so a resumed fold computes what an uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from faceage.core.console import log
+from faceage.core.errors import FaceageError
+from faceage.manifest.protocols import FoldSplit
+from faceage.model.checkpoint import load_checkpoint, save_checkpoint
+from faceage.model.losses import make_loss
+from faceage.model.network import AgeModel, build_model
+from faceage.train.batches import DeviceImages, num_batches
+from faceage.train.config import TrainConfig
+from faceage.train.distributed import DistContext, any_rank, barrier
+from faceage.train.loop import EpochPlan, EpochProgress, Learner, epoch_mae, predict, train_epoch
+from faceage.train.optim import make_optimizer, make_scheduler
+from faceage.train.rng import rng_state, set_rng_state
+from faceage.train.runs import RunFolder
+
+
+class RunInterruptedError(FaceageError):
+    """Ctrl-C stopped training after saving a consistent checkpoint; `--resume` continues it."""
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """What every fold of one run shares: settings, manifest, images on the device, run folder, place in
+    the process group, and whether Ctrl-C was pressed."""
+
+    cfg: TrainConfig
+    manifest: pd.DataFrame
+    data: DeviceImages
+    run: RunFolder
+    ctx: DistContext
+    stop_requested: Callable[[], bool]
+
+    def resume_hint(self) -> str:
+        return f"continue with: faceage train --out {self.run.root} --resume"
+
+
+@dataclass
+class FoldState:
+    """What last.pt carries besides the model, optimiser and scheduler."""
+
+    epochs_done: int = 0
+    progress: EpochProgress = field(default_factory=EpochProgress)  # of the epoch in progress
+    best_val_mae: float = math.inf
+    best_epoch: int = 0
+
+
+@dataclass(frozen=True)
+class FoldParts:
+    """The objects a fold's checkpoint saves and restores."""
+
+    model: AgeModel
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    generator: torch.Generator  # data order, crops and flips of this fold
+
+
+def fit_fold(job: TrainingJob, k: int, split: FoldSplit) -> None:
+    """Train fold k (continuing its last.pt when there is one), then predict its test rows with best.pt."""
+    cfg, run, ctx = job.cfg, job.run, job.ctx
+    n_steps = num_batches(len(split.train), cfg.batch_size, drop_last=True)  # ≥ 1: run_training checked
+    ages = job.manifest["age"].to_numpy(np.float64)
+    target_mean, target_std = float(ages[split.train].mean()), float(ages[split.train].std()) or 1.0
+    resuming = run.last_path(k).exists()
+    torch.manual_seed(cfg.seed + k)
+    pretrained = None if resuming else cfg.pretrained  # last.pt replaces the weights (and works offline)
+    model, source = build_model(cfg.backbone, cfg.loss, pretrained, target_mean, target_std)
+    source = f"{run.last_path(k)}" if resuming else source
+    log.info("fold %d: %d train, %d validation, %d test rows; %s weights: %s", k, len(split.train),
+             len(split.val), len(split.test), cfg.backbone, source)
+    if len(split.val) == 0:
+        log.warning("fold %d has no validation rows: best.pt is the model of the last epoch", k)
+    model.to(ctx.device)
+    if ctx.device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    loss_fn = make_loss(cfg.loss, cfg.lambda1, cfg.lambda2, target_mean, target_std)
+    optimizer = make_optimizer(model, cfg)
+    parts = FoldParts(model, optimizer, make_scheduler(optimizer, cfg),
+                      torch.Generator().manual_seed(cfg.seed + k))
+    state = FoldState()
+    if resuming:
+        state = _restore(run.last_path(k), parts, ctx)
+        log.info("fold %d: resuming after epoch %d, step %d", k, state.epochs_done, state.progress.step)
+    learner = Learner(_wrap(model, cfg, ctx), loss_fn, model.decode, optimizer)
+    checkpoint = _Checkpointer(run, k, parts, cfg)
+    for epoch in range(state.epochs_done, cfg.epochs):
+        if epoch > state.epochs_done and any_rank(job.stop_requested(), ctx):
+            raise RunInterruptedError(f"stopped after fold {k}, epoch {epoch} (saved); {job.resume_hint()}")
+        at_start = parts.generator.get_state()
+        progress = state.progress
+        batches = job.data.batches(split.train, cfg.batch_size, True, parts.generator, drop_last=True)
+        batches = itertools.islice(batches, progress.step, None)  # all drawn up front: skipping is exact
+        lr = optimizer.param_groups[0]["lr"]
+        plan = EpochPlan(batches, n_steps, f"fold {k}, epoch {epoch + 1}/{cfg.epochs}")
+        if train_epoch(learner, plan, progress, ctx, job.stop_requested):
+            checkpoint.last(at_start, epoch, state)
+            raise RunInterruptedError(f"stopped at {plan.label}, step {progress.step} (saved); "
+                                      f"{job.resume_hint()}")
+        val_mae = _mae(job, model, split.val) if len(split.val) else math.nan
+        parts.scheduler.step()
+        improved = not len(split.val) or val_mae < state.best_val_mae
+        if improved:
+            state.best_val_mae, state.best_epoch = val_mae, epoch + 1
+            checkpoint.best(epoch + 1, val_mae)
+        state.epochs_done, state.progress = epoch + 1, EpochProgress()
+        run.add_history(_history_row(k, epoch + 1, lr, progress, val_mae))  # a rerun of it replaces it
+        checkpoint.last(parts.generator.get_state(), epoch + 1, state)
+        log.info("%s: loss %.4f, train MAE %.2f, val MAE %.2f%s, %.0f img/s", plan.label,
+                 progress.means()["loss"], epoch_mae(progress), val_mae, " (best)" if improved else "",
+                 progress.images / max(progress.seconds, 1e-9))
+    _predict_test(job, k, split, model)
+
+
+def _wrap(model: AgeModel, cfg: TrainConfig, ctx: DistContext) -> nn.Module:
+    """The module the training steps call: DDP across ranks, then torch.compile when asked."""
+    trainer: nn.Module = model
+    if ctx.distributed:
+        device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        trainer = DistributedDataParallel(model, device_ids=device_ids)
+    if cfg.compile:
+        trainer = torch.compile(trainer)  # type: ignore[assignment]
+    return trainer
+
+
+def _restore(path: Path, parts: FoldParts, ctx: DistContext) -> FoldState:
+    """Load last.pt into the fold's objects. The partial epoch's meters (sums over all ranks) go to rank 0
+    only, because the end of the epoch adds the ranks' meters together."""
+    ckpt = load_checkpoint(path)
+    parts.model.load_state_dict(ckpt["model"])
+    parts.optimizer.load_state_dict(ckpt["optimizer"])
+    parts.scheduler.load_state_dict(ckpt["scheduler"])
+    parts.generator.set_state(ckpt["generator"])
+    set_rng_state(ckpt["rng"])
+    progress = EpochProgress(**ckpt["progress"])
+    if not ctx.is_main:
+        progress = EpochProgress(step=progress.step)
+    return FoldState(ckpt["epochs_done"], progress, ckpt["best_val_mae"], ckpt["best_epoch"])
+
+
+@dataclass(frozen=True)
+class _Checkpointer:
+    """Writes a fold's last.pt and best.pt (rank 0 only; atomic, so a crash keeps the previous file)."""
+
+    run: RunFolder
+    fold: int
+    parts: FoldParts
+    cfg: TrainConfig
+
+    def last(self, generator_state: torch.Tensor, epochs_done: int, state: FoldState) -> None:
+        """Everything needed to continue after `epochs_done` epochs plus `state.progress.step` steps;
+        `generator_state` is the generator at the start of the epoch in progress."""
+        if self.run.writer:
+            parts = self.parts
+            save_checkpoint(self.run.last_path(self.fold), {
+                "fold": self.fold, "epochs_done": epochs_done, "model": parts.model.state_dict(),
+                "optimizer": parts.optimizer.state_dict(), "scheduler": parts.scheduler.state_dict(),
+                "generator": generator_state, "rng": rng_state(), "progress": vars(state.progress).copy(),
+                "best_val_mae": state.best_val_mae, "best_epoch": state.best_epoch,
+            })
+
+    def best(self, epoch: int, val_mae: float) -> None:
+        """The model and the settings that rebuild it (backbone, loss, input size: `config`)."""
+        if self.run.writer:
+            save_checkpoint(self.run.best_path(self.fold), {
+                "fold": self.fold, "epoch": epoch, "val_mae": val_mae, "model": self.parts.model.state_dict(),
+                "config": self.cfg.to_dict(),
+            })
+
+
+def _mae(job: TrainingJob, model: AgeModel, rows: np.ndarray) -> float:
+    """MAE of the predictions on `rows` (every rank computes it, so all make the same best-model choice)."""
+    batches = job.data.batches(rows, job.cfg.batch_size, train=False, generator=torch.Generator())
+    ages = job.manifest["age"].to_numpy(np.float64)[rows]
+    return float(np.abs(predict(model, model.decode, batches, job.ctx.device)["pred"] - ages).mean())
+
+
+def _history_row(k: int, epoch: int, lr: float, progress: EpochProgress, val_mae: float) -> dict[str, Any]:
+    terms = {name: value for name, value in progress.means().items() if name != "abs_err"}
+    return {"fold": k, "epoch": epoch, "lr": lr, **terms, "train_mae": epoch_mae(progress),
+            "val_mae": val_mae, "img_s": progress.images / max(progress.seconds, 1e-9),
+            "seconds": progress.seconds}
+
+
+def _predict_test(job: TrainingJob, k: int, split: FoldSplit, model: AgeModel) -> None:
+    """Predict the test rows with best.pt's weights; writing the predictions marks the fold finished."""
+    barrier(job.ctx)  # rank 0 has written best.pt
+    best = load_checkpoint(job.run.best_path(k))
+    model.load_state_dict(best["model"])
+    batches = job.data.batches(split.test, job.cfg.batch_size, train=False, generator=torch.Generator())
+    out = predict(model, model.decode, batches, job.ctx.device)
+    rows = job.manifest.iloc[split.test]
+    table = pd.DataFrame({
+        "path": rows["path"].to_numpy(), "age": rows["age"].to_numpy(), "age_std": rows["age_std"].to_numpy(),
+        "subject": rows["subject"].to_numpy(), "fold": k, "pred": out["pred"], "mean": out["mean"],
+        "std": out["std"],
+    })
+    job.run.write_fold_predictions(k, table, out.get("probs"))
+    log.info("fold %d: test MAE %.3f on %d images (best.pt of epoch %s)", k,
+             float(np.abs(table["pred"] - table["age"]).mean()), len(table), best["epoch"])
