@@ -19,7 +19,7 @@ def linked_dataset(utkface_dir: Path, tmp_path: Path) -> tuple[Path, list[str]]:
     """A folder whose only images lie in a linked folder (as when a dataset is symlinked into raw/), plus a
     link back up the tree that must not loop."""
     names = sorted(p.name for p in utkface_dir.iterdir()
-                   if p.name.endswith(".chip.jpg") and int(p.name.split("_")[0]) <= 90)[:12]  # ages 0..100 kept
+                   if p.name.endswith(".chip.jpg") and int(p.name.split("_")[0]) <= 90)[:12]  # kept ages
     store = tmp_path / "store"
     store.mkdir()
     for name in names:

@@ -1,0 +1,27 @@
+"""The `faceage` command line: one thin command per stage, each calling one typed library function.
+
+Commands parse options, call the library, and print. `app` holds the Typer application; `data`, `models`
+and `tools` register the commands on it, in the order `--help` lists them. No library package imports this.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from rich.markup import escape
+
+from faceage.cli import data, models, tools  # noqa: F401 - importing them registers their commands
+from faceage.cli.app import app
+from faceage.core.console import console
+from faceage.core.errors import FaceageError
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Entry point of the console script: user errors print one clear message and exit 2."""
+    try:
+        app()
+    except FaceageError as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(2)

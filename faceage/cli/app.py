@@ -1,0 +1,33 @@
+"""The Typer application every command registers on, with its global options (--verbose, --version)."""
+
+from __future__ import annotations
+
+import typer
+
+from faceage import __version__
+from faceage.core.console import console, setup_logging
+
+app = typer.Typer(
+    name="faceage",
+    help="Age estimation from a face with the mean-variance loss: align → manifest → train → eval → predict.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"faceage {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    setup_logging(verbose)
+
