@@ -1,4 +1,5 @@
-"""Sessions: `tests` (the suite), `lint` (ruff + mypy), `demo` (the main job on data found by default).
+"""Sessions: `tests` (the suite), `lint` (ruff, mypy, import contracts), `demo` (the main job on data found
+by default).
 
 Torch is pinned to the build this project is tested with; set FACEAGE_TORCH="torch==X torchvision==Y"
 (or an empty string to keep what pip picks) to use another build, e.g. a CUDA wheel elsewhere.
@@ -31,10 +32,11 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff on everything, mypy on the package."""
+    """ruff on everything, mypy on the package, and the import rules between packages (lint-imports)."""
     _install(session, "lint")
     session.run("ruff", "check", ".")
     session.run("mypy", "faceage")
+    session.run("lint-imports")
 
 
 @nox.session

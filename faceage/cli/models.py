@@ -33,7 +33,7 @@ def _with_train_options(command: Callable[..., None]) -> Callable[..., None]:
                               show_default=False if shown is False else str(shown))
         cli_kind = str if setting.name == "fold" else kind  # `--fold k|all`
         params.append(inspect.Parameter(setting.name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                                        annotation=Annotated[cli_kind | None, option]))  # type: ignore[valid-type]
+                                        annotation=Annotated[cli_kind | None, option]))
     command.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
     return command
 

@@ -1,1 +1,19 @@
-"""Photos (+ a run, checkpoint or ONNX file) → ages; ONNX export; drawn copies. Never imports train."""
+"""Photos → ages: reads images and a model (a run folder, a checkpoint or an exported ONNX file), writes
+the face predictions table (.csv/.json) and drawn copies; `export_onnx` writes a run as ONNX, checked
+against torch. Never imports train.
+"""
+
+from faceage.core.lazy import lazy_exports
+
+_EXPORTS = {
+    "load_estimator": "estimator",
+    "Estimator": "estimator",
+    "ModelInfo": "estimator",
+    "predict_images": "photos",
+    "PredictOptions": "photos",
+    "PredictResult": "photos",
+    "write_predictions": "photos",
+    "export_onnx": "export",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
