@@ -1,7 +1,7 @@
 """`faceage export`: a run's model (its folds averaged, or one fold) as an ONNX file, checked against torch.
 
-The graph is `inference.FoldEnsemble` traced by torch's exporter (torch.export + onnxscript): input
-"input" (N, 3, img_size, img_size) float32, the normalised crop `inference.preprocess` makes, with a dynamic
+The graph is `estimator.FoldEnsemble` traced by torch's exporter (torch.export + onnxscript): input
+"input" (N, 3, img_size, img_size) float32, the normalised crop `estimator.preprocess` makes, with a dynamic
 batch axis; outputs "probs" (N, 101), "mean" (N,), "std" (N,), or "mean" and a zero "std" for the l2
 model. The settings predict needs (sizes, backbone, loss, folds) ride along as metadata. The file is written
 in a hidden folder beside the target and renamed into place only after onnxruntime on the CPU reproduced
