@@ -160,7 +160,7 @@ def test_zero_byte_file_is_refused(workdir: Path, monkeypatch: pytest.MonkeyPatc
     ("args", "expected"),
     [
         (["runs/mv", "--curve", "cs.txt"], "--curve cs.txt: end the file name in one of .png"),
-        (["runs/mv", "--json", "runs/mv/predictions.csv"], "is an input table"),
+        (["runs/mv", "--json", "runs/mv/predictions.csv"], "is an input of the command"),
         (["runs/mv", "--curve", "x.png", "--json", "x.csv"], "two outputs share a path"),
         (["runs/mv", "--max-theta", "0"], "--max-theta 0: choose a whole number"),
         (["nowhere.csv"], "nowhere.csv: no such file or folder"),

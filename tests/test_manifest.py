@@ -86,13 +86,13 @@ def test_outputs_never_replace_an_input_or_a_folder(tmp_path: Path) -> None:
     runner = CliRunner()
     base = ["manifest", str(aligned), "-d", "csv", "-p", "rs", "--folds", "2", "--labels", str(labels)]
     for extra, message in (
-        (["-o", str(aligned / "faces.csv")], "is an input of the manifest"),
-        (["-o", str(labels)], "is an input of the manifest"),
+        (["-o", str(aligned / "faces.csv")], "is an input of the command"),
+        (["-o", str(labels)], "is an input of the command"),
         (["-o", str(tmp_path / "m.csv"), "--dropped", str(aligned / "faces.csv")], "is an input"),
         (["-o", str(tmp_path)], "is a folder"),
         (["-o", str(tmp_path / "m.csv"), "--dropped", str(tmp_path / "m.csv")], "each its own file"),
         # an unwritable --dropped: no traceback, and the manifest is not written without it
-        (["-o", str(tmp_path / "m.csv"), "--dropped", str(labels / "d.csv")], "cannot write the manifest"),
+        (["-o", str(tmp_path / "m.csv"), "--dropped", str(labels / "d.csv")], "cannot write it"),
     ):
         result = runner.invoke(app, base + extra)
         assert isinstance(result.exception, FaceageError) and message in str(result.exception), result.output

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from faceage.core.errors import FaceageError
+from faceage.core.files import is_aligned_folder
 from faceage.core.imageio import IMAGE_EXTENSIONS
 from faceage.core.layout import FACES_CSV
 from faceage.core.schema import FACES, read_csv_strings, validate
@@ -44,6 +45,9 @@ def check_folders(src: Path, dst: Path) -> tuple[Path, Path]:
         raise FaceageError(f"DST is SRC ({src}); choose a separate output folder for the aligned faces.")
     if src.is_relative_to(dst):
         raise FaceageError(f"SRC {src} lies inside DST {dst}; choose a DST outside the source tree.")
+    if is_aligned_folder(src):
+        raise FaceageError(f"SRC {src} holds faceage's {FACES_CSV}: it is an aligned folder (its crops are "
+                           "outputs); pass the folder of raw photos that was aligned into it.")
     return src, dst
 
 

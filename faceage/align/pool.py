@@ -8,7 +8,10 @@ that dies (killed for memory, a crashing decoder) stops the run with a clear err
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -24,6 +27,7 @@ from faceage.core.errors import FaceageError
 Result = tuple[Row, bytes | None]
 CHUNK = 8  # jobs per task: amortises the inter-process round trip, small enough for a smooth progress bar
 IN_FLIGHT = 4  # chunks queued per worker
+ORPHAN_CHECK_SECONDS = 0.5
 
 
 def results(
@@ -37,7 +41,8 @@ def results(
         return
     chunks = iter([jobs[i : i + CHUNK] for i in range(0, len(jobs), CHUNK)])
     context = _context()
-    pool = ProcessPoolExecutor(workers, context, initializer=_init_worker, initargs=(src, settings, digest))
+    pool = ProcessPoolExecutor(workers, context, initializer=_init_worker,
+                               initargs=(src, settings, digest, os.getpid()))
     pending: set[Future[list[Result]]] = set()
     try:
         while True:
@@ -107,10 +112,24 @@ class _Worker:
 _WORKER: _Worker | None = None
 
 
-def _init_worker(src: Path, settings: AlignSettings, digest: str) -> None:
+def _init_worker(src: Path, settings: AlignSettings, digest: str, parent: int) -> None:
     global _WORKER
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
+    threading.Thread(target=_exit_with, args=(parent,), name="faceage-orphan-watch", daemon=True).start()
     _WORKER = _Worker(src, settings, digest)
+
+
+def _exit_with(parent: int) -> None:
+    """Exit this worker as soon as the align process that started it is gone (killed with -9, say): a
+    worker's own parent is the fork server, so the kernel would not tell it."""
+    while True:
+        time.sleep(ORPHAN_CHECK_SECONDS)
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:  # alive, owned by another user (pid reused): treat as gone
+            os._exit(1)
 
 
 def _work(chunk: list[Job]) -> list[Result]:

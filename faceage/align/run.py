@@ -9,6 +9,7 @@ only inside the worker handling them; the parent keeps one small row per image.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections import Counter, deque
@@ -32,11 +33,12 @@ from faceage.align.plan import (
 )
 from faceage.align.pool import results
 from faceage.align.settings import AlignSettings
-from faceage.core.atomic import write_bytes_atomic, write_csv_atomic
+from faceage.core.atomic import OutputError, remove_temporaries, write_bytes_atomic, write_csv_atomic
 from faceage.core.console import RateColumn, log, progress_bar
 from faceage.core.errors import FaceageError
 from faceage.core.files import list_images
 from faceage.core.layout import output_names, shard_table
+from faceage.core.lock import folder_lock
 from faceage.core.schema import FACES
 
 STATUSES = ("ok", "no_face", "too_small", "unreadable", "too_large", "unsupported")
@@ -93,13 +95,26 @@ def align_folder(
     if workers is not None and workers < 1:
         raise FaceageError(f"--workers {workers}: give at least 1 worker (leave it out for all cores).")
     src, dst = check_folders(Path(src), Path(dst))
-    rels = list_images(src, skip=dst)
+    rels = list_images(src, skip=dst, sources_only=True)
     if not rels:
         raise no_images(src)
     try:
         dst.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FaceageError(f"{dst}: cannot create the output folder ({exc}); choose a writable DST.") from exc
+    with contextlib.ExitStack() as held:  # one writer per DST: a shard shares it with the other shards only
+        held.enter_context(folder_lock(dst, "the align output", shared=shard is not None))
+        if shard is not None:
+            held.enter_context(folder_lock(dst, f"shard {shard[0]}/{shard[1]} of the align output",
+                                           name=f".faceage-{shard_table(shard)}.lock"))
+        else:
+            remove_temporaries(dst)  # left by a killed run; no other writer can be using them now
+        return _align(src, dst, rels, settings, workers, shard, progress, limit, started)
+
+
+def _align(src: Path, dst: Path, rels: list[str], settings: AlignSettings, workers: int | None,
+           shard: Shard | None, progress: bool, limit: int | None, started: float) -> AlignSummary:
+    """The body of `align_folder`, run while DST's lock is held."""
     names = output_names(rels, settings.fmt)
     jobs = make_jobs(src, [r for r in rels if in_shard(r, shard)], names)
     digest = settings.digest()
@@ -118,6 +133,8 @@ def align_folder(
     log.info(f"{len(jobs)} images in {where}: {summary.reused} already aligned, {len(todo)} to do")
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
     writer = _Writer(dst, table)
+    failure: FaceageError | None = None
+    interrupted: KeyboardInterrupt | None = None
     try:
         with progress_bar(RateColumn("faces"), enabled=progress, transient=False) as bar:
             task = bar.add_task("align", total=len(todo))
@@ -126,16 +143,39 @@ def align_folder(
                 summary.processed += 1
                 bar.advance(task)
     except KeyboardInterrupt as exc:
+        interrupted = exc
+    except FaceageError as exc:  # a crop or the table could not be written, a worker died
+        failure = exc
+    failure = _finish(writer, table, failure)
+    summary.counts = dict(Counter(str(r["status"]) for r in table.rows.values()))
+    summary.seconds = time.perf_counter() - started
+    if failure is not None:
+        raise failure
+    if interrupted is not None:
         summary.interrupted = True
-        raise AlignInterruptedError(summary) from exc  # `finally` completes the summary first
-    finally:
-        try:
-            writer.close()
-        finally:  # the rows of every crop already on disk are listed even when a write failed
-            table.flush()
-        summary.counts = dict(Counter(str(r["status"]) for r in table.rows.values()))
-        summary.seconds = time.perf_counter() - started
+        raise AlignInterruptedError(summary) from interrupted
     return summary
+
+
+def _finish(writer: _Writer, table: _Table, failure: FaceageError | None) -> FaceageError | None:
+    """Finish the crops already handed over and write the table, whatever stopped the run; the one error
+    that says what failed and what the table now holds (None: all is written)."""
+    try:
+        writer.close()
+    except FaceageError as exc:
+        failure = failure or exc
+    try:
+        table.flush()
+    except OutputError as exc:
+        if failure is None:
+            return exc
+        return FaceageError(f"{failure}; {table.path} could not be updated either ({exc.strerror or exc}), "
+                            "so the crops this run wrote are redone next time. Free space or fix "
+                            "permissions, then run the same command again.")
+    if failure is not None:
+        return FaceageError(f"{failure}; {table.path.name} lists every face written so far. Free space or "
+                            "fix permissions, then run the same command again to resume.")
+    return None
 
 
 def _shard_text(shard: Shard | None) -> str:
@@ -197,11 +237,10 @@ class _Writer:
             future, row = self.pending.popleft()
             try:
                 future.result()
-            except OSError as exc:  # disk full, permissions: stop the run, saying where and what to do
-                raise FaceageError(
-                    f"{self.dst / str(row['dst'])}: cannot write the aligned face ({exc}); faces.csv keeps "
-                    "every face written so far. Free space or fix permissions, then rerun to resume."
-                ) from exc
+            except OSError as exc:  # disk full, permissions: stop the run, saying where
+                reason = getattr(exc, "strerror", None) or exc
+                raise FaceageError(f"{self.dst / str(row['dst'])}: cannot write the aligned face ({reason})"
+                                   ) from exc
             self.table.add(row)
 
 

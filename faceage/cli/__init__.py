@@ -25,3 +25,8 @@ def main() -> None:
     except FaceageError as exc:
         console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(2)
+    except OSError as exc:  # a file problem no stage foresaw: one line naming the file, never a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        console.print(f"[bold red]error:[/] {escape(where + (exc.strerror or str(exc)))}; check the disk, "
+                      "the path and its permissions, then run the same command again.", highlight=False)
+        sys.exit(2)

@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from faceage.cli.app import app
 from faceage.core.console import console
+from faceage.core.errors import FaceageError
 
 
 def _with_train_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -133,7 +134,7 @@ def predict_command(
     threads = threads or os.cpu_count() or 1
 
     if out is not None:
-        pr.check_out(out)
+        pr.check_out(out, images)
     estimator = load_estimator(model, fold=fold, device=device, threads=threads)
     options = pr.PredictOptions(detector, None if detector_model is None else str(detector_model), size,
                                 min_face, score_threshold, threads, device, batch_size)
@@ -146,6 +147,8 @@ def predict_command(
         console.print(f"wrote {escape(str(out))}", highlight=False)
     if draw is not None:
         console.print(f"drew {len(result.drawn)} images into {escape(str(draw))}", highlight=False)
+    if result.draw_error is not None:
+        raise FaceageError(result.draw_error + (f" The predictions are in {out}." if out else ""))
     if result.read == 0:
         console.print(f"[bold red]none of the {result.images} images could be read[/]", highlight=False)
         raise typer.Exit(1)

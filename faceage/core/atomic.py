@@ -1,12 +1,17 @@
 """Atomic file output: write to a temporary file beside the target, then rename over it.
 
-A crash or Ctrl-C mid-write leaves either the old file or the new one, never half of either.
+A crash or Ctrl-C mid-write leaves either the old file or the new one, never half of either; a kill -9
+can leave a temporary (`.<name>.<8 random>.tmp<suffix>`), which `is_temporary` recognises so that no stage
+mistakes it for a crop or a checkpoint and the next run removes it (`remove_temporaries`). A failure to
+write is an `OutputError`: one message naming the file and the fix (free space, permissions).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -14,7 +19,37 @@ from pathlib import Path
 
 import pandas as pd
 
+from faceage.core.errors import FaceageError
+
 _UMASK_LOCK = threading.Lock()
+# mkstemp adds 8 characters from [a-z0-9_]; a staging folder (mkdtemp) has the same shape without a suffix
+_TEMPORARY = re.compile(r"^\..*\.[a-z0-9_]{8}\.tmp(\.[^./]{0,16})?$")
+_RANDOM = 8
+_NAME_MAX = 255  # bytes, where the file system does not say
+_FIXES = {
+    errno.ENOSPC: "free disk space, then run the same command again",
+    errno.EDQUOT: "free space within your quota, then run the same command again",
+    errno.EACCES: "fix the folder's permissions or choose a writable one",
+    errno.EPERM: "fix the folder's permissions or choose a writable one",
+    errno.EROFS: "the file system is read-only: choose a writable folder",
+    errno.ENOTDIR: "a file stands where a folder of the path should be: choose another path",
+    errno.EISDIR: "a folder stands where the file should be: choose another path",
+    errno.ENAMETOOLONG: "the name is too long for this file system: choose a shorter one",
+}
+
+
+class OutputError(FaceageError, OSError):
+    """A file could not be written; the message names it and says how to fix it."""
+
+
+def output_error(target: str | os.PathLike[str], exc: BaseException) -> OutputError:
+    """The one message for a failed write of `target`, with the fix for its cause."""
+    code = getattr(exc, "errno", None)
+    reason = getattr(exc, "strerror", None) or str(exc)
+    fix = _FIXES.get(code or -1, "check the disk and the folder's permissions, then run it again")
+    error = OutputError(f"{target}: cannot write it ({reason}); {fix}.")
+    error.errno = code if code is not None else 0
+    return error
 
 
 def _umask() -> int:
@@ -32,23 +67,70 @@ def _umask() -> int:
     return mask
 
 
+def temporary_affixes(target: Path) -> tuple[str, str]:
+    """(prefix, suffix) for mkstemp/mkdtemp beside `target` whose whole name fits the file system's limit
+    however long the target's own name is (the name part is shortened; the random part keeps it unique)."""
+    suffix = ".tmp" + (target.suffix if len(target.suffix) <= 17 else "")
+    try:
+        limit = os.pathconf(target.parent if target.parent.exists() else ".", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = _NAME_MAX
+    room = limit - len(suffix.encode()) - _RANDOM - 2  # the leading and trailing dots of the prefix
+    name = target.name.encode()[:max(room, 1)].decode(errors="ignore")
+    return f".{name}.", suffix
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file or folder name is one of `atomic_path`'s temporaries (left by a killed process)."""
+    return _TEMPORARY.match(name) is not None
+
+
+def remove_temporaries(folder: Path) -> int:
+    """Delete the temporaries a killed run left anywhere under `folder` (links are not followed); returns
+    how many. Call it only while holding the folder's lock, so no live writer loses its file."""
+    removed = 0
+    for root, dirs, files in os.walk(folder):
+        for name in [*files, *dirs]:
+            if is_temporary(name):
+                path = Path(root, name)
+                with contextlib.suppress(OSError):
+                    if path.is_dir() and not path.is_symlink():
+                        for inner in path.iterdir():
+                            inner.unlink()
+                        path.rmdir()
+                    else:
+                        path.unlink()
+                    removed += 1
+        dirs[:] = [d for d in dirs if not is_temporary(d)]
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path in the target's folder; rename it onto `target` if the block succeeds."""
+    """Yield a temporary path in the target's folder; rename it onto `target` if the block succeeds.
+
+    An OSError while making, writing or renaming the file becomes an `OutputError` naming `target`.
+    """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=".tmp" + target.suffix, dir=target.parent
-    )
+    prefix, suffix = temporary_affixes(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=target.parent)
+    except OSError as exc:
+        raise output_error(target, exc) from exc
     os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the permissions of a plain open()
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get a plain open()'s permissions
         yield tmp
         os.replace(tmp, target)
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise output_error(target, exc) from exc
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def write_bytes_atomic(target: str | os.PathLike[str], data: bytes) -> None:

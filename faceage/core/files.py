@@ -13,31 +13,57 @@ from typing import Any
 
 import yaml
 
+from faceage.core.atomic import is_temporary
+from faceage.core.console import log
 from faceage.core.errors import FaceageError
 from faceage.core.imageio import is_image_name
+from faceage.core.layout import FACES_CSV
+from faceage.core.schema import FACES
 
 
-def list_images(root: Path, skip: Path | None = None) -> list[str]:
+def list_images(root: Path, skip: Path | None = None, sources_only: bool = False) -> list[str]:
     """Relative POSIX paths of every image-extension file under `root`, sorted; `skip` (a resolved folder,
-    e.g. align's DST) is not entered.
+    e.g. align's DST) is not entered, nor are temporaries a killed writer left (`atomic.is_temporary`).
 
-    Broken links and unreadable entries are listed too: they get an `unreadable` row rather than vanishing.
-    Links to folders are followed (a dataset linked into the folder is walked), except into a folder already
-    on the current path, which would loop.
+    Broken links, FIFOs and unreadable entries are listed too: they get a row saying why rather than
+    vanishing. Links to folders are followed (a dataset linked into the folder is walked), except into a
+    folder already on the current path, which would loop. With `sources_only`, folders that faceage aligned
+    into (they hold its faces.csv) are skipped with a note: their crops are outputs, not photos to align.
     """
     found: list[str] = []
     above: dict[str, frozenset[Path]] = {str(root): frozenset({root.resolve()})}  # real folders up to here
     for folder, dirs, files in os.walk(root, followlinks=True):
         folder_path = Path(folder)
         real = {d: (folder_path / d).resolve() for d in dirs}
-        dirs[:] = sorted(d for d in dirs if real[d] != skip and real[d] not in above[folder])
+        dirs[:] = sorted(d for d in dirs if real[d] != skip and real[d] not in above[folder]
+                         and not is_temporary(d) and not (sources_only and _skipped_aligned(folder_path / d)))
         above.update({str(folder_path / d): above[folder] | {real[d]} for d in dirs})
         found.extend(
             (folder_path / name).relative_to(root).as_posix()
             for name in files
-            if is_image_name(name) and not (folder_path / name).is_dir()
+            if is_image_name(name) and not is_temporary(name) and not (folder_path / name).is_dir()
         )
     return sorted(found)
+
+
+def is_aligned_folder(folder: Path) -> bool:
+    """Whether `folder` holds the faces.csv that `faceage align` writes (judged by its header)."""
+    table = folder / FACES_CSV
+    if not table.is_file():  # never open a FIFO of that name
+        return False
+    try:
+        with table.open(encoding="utf-8") as fh:
+            return fh.readline().strip() == ",".join(FACES.names())
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _skipped_aligned(folder: Path) -> bool:
+    if not is_aligned_folder(folder):
+        return False
+    log.warning("%s: skipped, it holds faceage's %s (an aligned folder: its crops are outputs, not photos "
+                "to align)", folder, FACES_CSV)
+    return True
 
 
 def read_yaml_mapping(path: str | Path, what: str = "recipe") -> dict[str, Any]:

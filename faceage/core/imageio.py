@@ -9,6 +9,7 @@ Files are only ever opened read-only.
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from pathlib import Path
 from typing import Literal
@@ -51,6 +52,7 @@ def load_rgb(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> np.n
     """Decode `path` to an upright, writable H×W×3 uint8 RGB array; raise ImageLoadError otherwise."""
     path = Path(path)
     try:
+        _check_regular(path)
         with path.open("rb") as fh, warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             try:
@@ -80,6 +82,17 @@ def load_rgb(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> np.n
         raise ImageLoadError("unreadable", f"{path}: cannot read the file ({exc}).") from None
     except (ValueError, SyntaxError, EOFError, MemoryError) as exc:  # malformed headers inside Pillow plugins
         raise ImageLoadError("unreadable", f"{path}: corrupt image data ({exc}); re-export it.") from None
+
+
+def _check_regular(path: Path) -> None:
+    """Refuse what is not a regular file before opening it: reading a FIFO blocks forever, a device never
+    ends. (A link to a regular file is fine.)"""
+    mode = path.stat().st_mode
+    if not stat.S_ISREG(mode):
+        kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "a device")
+        raise ImageLoadError("unreadable", f"{path}: {kind}, not a regular file; it was not opened. "
+                             "Remove it or replace it with the image file.")
 
 
 def _unidentified(path: Path) -> ImageLoadError:

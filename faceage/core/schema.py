@@ -6,11 +6,13 @@ message naming the file, the row (as numbered in the file, header = line 1) and 
 
 from __future__ import annotations
 
+import csv
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 import numpy as np
@@ -24,6 +26,8 @@ LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 LANDMARK_COLUMNS = tuple(f"{name}_{axis}" for name in LANDMARK_NAMES for axis in ("x", "y"))
 BOX_COLUMNS = ("box_x1", "box_y1", "box_x2", "box_y2")
 MAX_AGE = 100
+MAX_PLAUSIBLE_AGE = 1000.0  # a predictions table with larger ages or errors is broken, not a result
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class Column:
     min: float | None = None
     max: float | None = None
     doc: str = ""
+    inside: bool = False  # a path relative to the table's folder: never absolute, never climbing out
 
 
 @dataclass(frozen=True)
@@ -54,8 +59,8 @@ class TableSpec:
 FACES = TableSpec(
     "faces",
     (
-        Column("src", "str", doc="source image, relative to SRC"),
-        Column("dst", "str", nullable=True, doc="aligned image, relative to DST (empty unless ok)"),
+        Column("src", "str", doc="source image, relative to SRC", inside=True),
+        Column("dst", "str", nullable=True, inside=True, doc="aligned image in DST; empty unless ok"),
         Column("status", "str", doc="ok, no_face, too_small, unreadable, too_large, unsupported"),
         Column("n_faces", "int", min=0, doc="faces the detector found"),
         Column("score", "float", nullable=True, doc="detector confidence of the kept face"),
@@ -73,7 +78,7 @@ FACES = TableSpec(
 LABELS = TableSpec(
     "labels",
     (
-        Column("path", "str", doc="image path relative to the dataset root"),
+        Column("path", "str", doc="image path relative to the dataset root", inside=True),
         Column("age", "float", min=0, doc="age in years (real, or the crowd mean for apparent age)"),
         Column("age_std", "float", nullable=True, min=0, doc="crowd standard deviation (apparent age)"),
         Column("subject", "str", nullable=True, doc="identity; empty where the dataset has none"),
@@ -86,7 +91,7 @@ LABELS = TableSpec(
 MANIFEST = TableSpec(
     "manifest",
     (
-        Column("path", "str", doc="aligned image, relative to the aligned folder"),
+        Column("path", "str", doc="aligned image, relative to the aligned folder", inside=True),
         Column("age", "float", min=0, max=MAX_AGE, doc="training target in years"),
         Column("age_std", "float", nullable=True, min=0, doc="crowd std, empty when unknown"),
         Column("subject", "str", nullable=True, doc="identity, empty when unknown"),
@@ -101,10 +106,13 @@ PREDICTIONS = TableSpec(
     "predictions",
     (
         Column("path", "str", doc="image"),
-        Column("age", "float", min=0, doc="true (or crowd mean) age"),
-        Column("pred", "float", min=0, doc="predicted age: round(mean) for the mean-variance model"),
-        Column("mean", "float", required=False, doc="expected age of the predicted distribution"),
-        Column("std", "float", required=False, min=0, doc="standard deviation of the predicted distribution"),
+        Column("age", "float", min=0, max=MAX_PLAUSIBLE_AGE, doc="true (or crowd mean) age"),
+        Column("pred", "float", min=0, max=MAX_PLAUSIBLE_AGE,
+               doc="predicted age: round(mean) for the mean-variance model"),
+        Column("mean", "float", required=False, min=-MAX_PLAUSIBLE_AGE, max=MAX_PLAUSIBLE_AGE,
+               doc="expected age of the predicted distribution"),
+        Column("std", "float", required=False, min=0, max=MAX_PLAUSIBLE_AGE,
+               doc="standard deviation of the predicted distribution"),
         Column("age_std", "float", required=False, nullable=True, min=0, doc="crowd std (ε-error)"),
         Column("subject", "str", required=False, nullable=True, doc="identity"),
         Column("fold", "int", required=False, doc="test fold"),
@@ -172,7 +180,10 @@ def _coerce(values: pd.Series, col: Column, source: str) -> pd.Series:
         if missing.any() and not col.nullable:
             row = int(np.flatnonzero(missing.to_numpy())[0])
             raise TableError(f"{_where(source, row, col.name)}: empty value; every row needs one.")
-        return values.astype("string").fillna("").astype(object)
+        text = values.astype("string").fillna("").astype(object)
+        if col.inside:
+            _check_inside(text, col, source)
+        return text
     numeric = pd.to_numeric(values, errors="coerce")
     bad_text = numeric.isna() & values.notna() & (values.astype(str).str.strip() != "")
     if bad_text.any():
@@ -199,8 +210,28 @@ def _coerce(values: pd.Series, col: Column, source: str) -> pd.Series:
         if (finite & (arr != np.round(arr))).any():
             row = int(np.flatnonzero(finite & (arr != np.round(arr)))[0])
             raise TableError(f"{_where(source, row, col.name)}: {arr[row]:g} is not a whole number.")
+        big = finite & ((arr < _INT64[0]) | (arr > _INT64[1]))
+        if big.any():
+            row = int(np.flatnonzero(big)[0])
+            raise TableError(f"{_where(source, row, col.name)}: {values.iloc[row]!r} is too large for a "
+                             f"whole-number column; fix the value or regenerate the file.")
         return _exact_ints(values, finite).astype("Int64" if col.nullable else "int64")
     return pd.Series(arr, index=values.index, dtype="float64")
+
+
+def _check_inside(values: pd.Series, col: Column, source: str) -> None:
+    """Refuse a path that is absolute or climbs out of its folder with `..` (links inside stay the user's)."""
+    for row, value in enumerate(values.tolist()):
+        if value and escapes(value):
+            raise TableError(f"{_where(source, row, col.name)}: {value!r} leaves the folder it is relative "
+                             f"to (absolute, or climbing out with '..'); give a path inside that folder.")
+
+
+def escapes(path: str) -> bool:
+    """Whether a table's relative path is absolute (POSIX, Windows drive or UNC) or climbs out with `..`."""
+    text = path.replace("\\", "/")
+    return (text.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", text) is not None
+            or ".." in PurePosixPath(text).parts)
 
 
 def _exact_ints(values: pd.Series, finite: np.ndarray) -> pd.Series:
@@ -218,8 +249,10 @@ def read_csv_strings(path: str | os.PathLike[str], fix: str, skip_initial_space:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], index_col=False,
-                               skipinitialspace=skip_initial_space)
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], index_col=False,
+                             skipinitialspace=skip_initial_space)
+        _refuse_repeated_columns(path)  # pandas renames a repeated `pred` to `pred.1` without a word
+        return df
     except pd.errors.ParserWarning as exc:
         raise TableError(f"{path}: rows have more fields than the header ({exc}); fix the file.") from exc
     except pd.errors.EmptyDataError as exc:
@@ -228,6 +261,15 @@ def read_csv_strings(path: str | os.PathLike[str], fix: str, skip_initial_space:
         raise TableError(f"{path}: the file is empty; {fix}") from exc
     except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise TableError(f"{path}: not a readable CSV ({exc}); {fix}") from exc
+
+
+def _refuse_repeated_columns(path: str | os.PathLike[str]) -> None:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        header = [name.strip() for name in next(csv.reader(fh), [])]
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise TableError(f"{path}: column(s) {repeated} appear more than once in the header; keep one of "
+                         f"each.")
 
 
 def read_table(path: str | os.PathLike[str], spec: TableSpec) -> pd.DataFrame:

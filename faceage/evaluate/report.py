@@ -18,11 +18,14 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from PIL import Image
 from rich.table import Table
 
 from faceage.evaluate.metrics import CS_REPORT_THETA, TOL, GroupStats, Metrics
 
 PLOT_FORMATS = (".png", ".svg", ".pdf")
+PLOT_CREATOR = "faceage eval"  # stamped into every plot, so a later report knows it may replace it
+PLOT_MARK = {"png": "Software", "svg": "Creator", "pdf": "Creator"}
 
 
 @dataclass(frozen=True)
@@ -63,8 +66,17 @@ def cs_plot(inputs: list[InputMetrics], fmt: str = "png") -> bytes:
     ax.legend(loc="lower right")
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format=fmt)
+    fig.savefig(buf, format=fmt, metadata={PLOT_MARK[fmt]: PLOT_CREATOR})
     return buf.getvalue()
+
+
+def is_faceage_plot(path: Path) -> bool:
+    """Whether `path` is a PNG that `cs_plot` made (its Software text), so a report may replace it."""
+    try:
+        with Image.open(path) as image:
+            return image.info.get(PLOT_MARK["png"]) == PLOT_CREATOR
+    except (OSError, ValueError):
+        return False
 
 
 def _clean(value: Any) -> Any:

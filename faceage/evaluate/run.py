@@ -17,6 +17,8 @@ import pandas as pd
 from faceage.core.atomic import atomic_path
 from faceage.core.console import log
 from faceage.core.errors import FaceageError
+from faceage.core.layout import PREDICTIONS_CSV, RUNS_DIR
+from faceage.core.outputs import check_output, check_sidecar, has_header
 from faceage.core.schema import PREDICTIONS, read_table
 from faceage.evaluate.metrics import Metrics, summarize
 from faceage.evaluate.report import (
@@ -24,12 +26,11 @@ from faceage.evaluate.report import (
     InputMetrics,
     cs_plot,
     cs_table,
+    is_faceage_plot,
     markdown_report,
     metrics_json,
 )
 
-PREDICTIONS_FILE = "predictions.csv"
-RUNS_DIR = Path("runs")
 MAX_THETA_LIMIT = 200
 
 
@@ -45,12 +46,12 @@ def newest_run(runs_dir: Path = RUNS_DIR) -> Path:
     """The predictions.csv of the run folder under `runs_dir` whose predictions.csv was written last."""
     found = sorted(
         (p.stat().st_mtime_ns, p.parent.name, p)
-        for p in (runs_dir.glob(f"*/{PREDICTIONS_FILE}") if runs_dir.is_dir() else [])
+        for p in (runs_dir.glob(f"*/{PREDICTIONS_CSV}") if runs_dir.is_dir() else [])
         if p.is_file()
     )
     if not found:
         raise FaceageError(
-            f"{runs_dir.resolve()}: no run folder with a {PREDICTIONS_FILE} found. Pass a run folder or a "
+            f"{runs_dir.resolve()}: no run folder with a {PREDICTIONS_CSV} found. Pass a run folder or a "
             "predictions CSV to `faceage eval`, or train a model first (`faceage train`)."
         )
     return found[-1][2]
@@ -59,10 +60,10 @@ def newest_run(runs_dir: Path = RUNS_DIR) -> Path:
 def resolve_input(path: Path) -> Path:
     """A run folder means its predictions.csv; a file is taken as given."""
     if path.is_dir():
-        table = path / PREDICTIONS_FILE
+        table = path / PREDICTIONS_CSV
         if not table.is_file():
             raise FaceageError(
-                f"{path}: this folder has no {PREDICTIONS_FILE}; pass a run folder whose training finished, "
+                f"{path}: this folder has no {PREDICTIONS_CSV}; pass a run folder whose training finished, "
                 "or the predictions CSV itself."
             )
         return table
@@ -75,7 +76,7 @@ def input_labels(tables: list[Path]) -> list[str]:
     """Labels of curves and columns: a predictions.csv's run folder name, else the file stem; made unique."""
     labels: list[str] = []
     for table in tables:
-        base = table.resolve().parent.name if table.name == PREDICTIONS_FILE else table.stem
+        base = table.resolve().parent.name if table.name == PREDICTIONS_CSV else table.stem
         label, k = base, 2
         while label in labels or label == "theta":  # `theta` is the first column of cs.csv
             label, k = f"{base}-{k}", k + 1
@@ -95,15 +96,18 @@ def table_metrics(df: pd.DataFrame, max_theta: int) -> Metrics:
     )
 
 
-def _check_outputs(outputs: list[Path], tables: list[Path]) -> None:
-    resolved = [p.resolve() for p in outputs]
-    if len(set(resolved)) != len(resolved):
-        raise FaceageError(f"two outputs share a path ({', '.join(map(str, outputs))}); give each its own.")
-    for out, res in zip(outputs, resolved, strict=True):
-        if any(res == t.resolve() for t in tables):
-            raise FaceageError(f"{out}: this is an input table; choose another output path.")
-        if res.is_dir():
-            raise FaceageError(f"{out}: is a folder; give a file path.")
+def _check_outputs(named: dict[str, Path | None], sidecars: dict[Path, str], tables: list[Path]) -> None:
+    """The outputs the user named may replace files, never an input or another stage's table; the sidecars
+    (the CS table beside the plot, the plot a report links) replace only earlier ones."""
+    given = [p for p in (*named.values(), *sidecars) if p is not None]
+    if len({p.resolve() for p in given}) != len(given):
+        raise FaceageError(f"two outputs share a path ({', '.join(map(str, given))}); give each its own.")
+    for flag, path in named.items():
+        if path is not None:
+            check_output(path, flag, inputs=tables)
+    for path, beside in sidecars.items():
+        ours = has_header("theta") if path.suffix == ".csv" else is_faceage_plot
+        check_sidecar(path, beside, ours)
 
 
 def evaluate(
@@ -121,6 +125,7 @@ def evaluate(
     """
     if not 1 <= max_theta <= MAX_THETA_LIMIT:
         raise FaceageError(f"--max-theta {max_theta}: choose a whole number of years, 1..{MAX_THETA_LIMIT}.")
+    implicit_curve = report is not None and curve is None
     if report is not None and curve is None:
         curve = report.parent / "cs.png"
     if curve is not None and curve.suffix.lower() not in PLOT_FORMATS:
@@ -129,8 +134,10 @@ def evaluate(
     if not inputs:
         log.info("evaluating the newest run: %s", tables[0])
     curve_csv = curve.with_suffix(".csv") if curve is not None else None
-    outputs = [p for p in (curve, curve_csv, json_path, report) if p is not None]
-    _check_outputs(outputs, tables)
+    named = {"--curve": None if implicit_curve else curve, "--json": json_path, "--report": report}
+    sidecars = {p: f"--report {report}" if implicit_curve else f"--curve {curve}"
+                for p in ((curve, curve_csv) if implicit_curve else (curve_csv,)) if p is not None}
+    _check_outputs(named, sidecars, tables)
 
     results = [
         InputMetrics(label, table, table_metrics(read_table(table, PREDICTIONS), max_theta))

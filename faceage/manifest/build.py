@@ -20,6 +20,7 @@ from faceage.core.console import console
 from faceage.core.errors import FaceageError
 from faceage.core.files import list_images
 from faceage.core.layout import ALIGNED_FORMATS, FACES_CSV, aligned_relpath
+from faceage.core.outputs import check_output
 from faceage.core.schema import FACES, MANIFEST, MAX_AGE, TableError, read_table, validate
 from faceage.manifest.datasets import DATASETS, LabelOptions, load_labels
 from faceage.manifest.labels import DROPPED_COLUMNS, Labels, dropped_rows
@@ -115,25 +116,18 @@ def build_manifest(dataset: str, protocol: str, aligned: Path | None, *, labels:
 def write_manifest(result: ManifestResult, out: Path, dropped_out: Path | None = None) -> None:
     """Write the manifest (and, if asked, every dropped row) atomically; empty cells = unknown std/subject.
 
-    Refuses a folder, the same path twice, or a file the manifest was read from (faces.csv, the labels).
+    Refuses a folder, the same path twice, a file the manifest was read from (faces.csv, the labels), or
+    another stage's table (a manifest may replace an earlier manifest).
     """
-    targets = [(out, "--out"), *([(dropped_out, "--dropped")] if dropped_out is not None else [])]
-    read = {p.resolve() for p in result.inputs}
-    for path, flag in targets:
-        if path.is_dir():
-            raise FaceageError(f"{flag} {path}: is a folder; give a file path such as {path / 'se.csv'}.")
-        if path.resolve() in read:
-            raise FaceageError(f"{flag} {path}: this is an input of the manifest; choose another file.")
+    check_output(out, "--out", inputs=result.inputs, writes=MANIFEST)
+    if dropped_out is not None:
+        check_output(dropped_out, "--dropped", inputs=result.inputs)
     if dropped_out is not None and dropped_out.resolve() == out.resolve():
         raise FaceageError(f"--out and --dropped are both {out}; give each its own file.")
     tables = [(result.manifest, out), *([(result.summary.dropped, dropped_out)] if dropped_out else [])]
-    try:  # both renamed into place only once both are written: never one without the other
-        with contextlib.ExitStack() as stack:
-            for df, target in tables:
-                df.to_csv(stack.enter_context(atomic_path(target)), index=False)
-    except OSError as exc:
-        raise FaceageError(f"cannot write the manifest ({exc}); choose --out/--dropped paths in a writable "
-                           "folder.") from exc
+    with contextlib.ExitStack() as stack:  # both renamed into place only once both are written
+        for df, target in tables:
+            df.to_csv(stack.enter_context(atomic_path(target)), index=False)
 
 
 def summarize(manifest: pd.DataFrame, dropped: pd.DataFrame, dataset: str, protocol: str) -> ManifestSummary:

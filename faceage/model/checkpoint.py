@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from faceage.core.atomic import atomic_path
+from faceage.core.atomic import atomic_path, output_error
 from faceage.core.errors import FaceageError
 
 FORMAT = 1
@@ -20,8 +20,11 @@ FORMAT = 1
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Write `state` (plus a format tag) to `path` atomically: a crash leaves the previous file intact."""
-    with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, **state}, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save({"format": FORMAT, **state}, tmp)
+    except RuntimeError as exc:  # torch reports a full disk as "PytorchStreamWriter failed writing file"
+        raise output_error(path, exc) from exc
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

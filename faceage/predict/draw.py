@@ -16,12 +16,15 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from faceage.core.atomic import write_bytes_atomic
+from faceage.core.console import log
 from faceage.core.errors import FaceageError
-from faceage.core.layout import output_names
+from faceage.core.files import is_aligned_folder
+from faceage.core.layout import FACES_CSV, output_names
 
 BOX_COLOUR = (255, 64, 32)
 TEXT_COLOUR = (255, 255, 255)
 JPEG_QUALITY = 92
+DRAWN_MARK = b"drawn by faceage predict"  # the JPEG comment that tells a drawn copy from anyone else's file
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,16 @@ def draw_marks(image: np.ndarray, marks: Sequence[Mark]) -> Image.Image:
 
 
 def draw_targets(images: dict[Path, str], out_dir: Path) -> dict[Path, Path]:
-    """Where each image's drawn copy goes under `out_dir`, from its relative name (`collect_images`);
-    refuses any target that is one of the inputs."""
+    """Where each image's drawn copy goes under `out_dir`, from its relative name (`collect_images`).
+
+    Refuses a target that is one of the inputs, and an `out_dir` inside an aligned folder (its crops would
+    be mixed with drawings); a file there that faceage did not draw is never replaced: its copy takes the
+    next free name (`x~2.jpg`), and a note says so.
+    """
+    for folder in (out_dir.resolve(), *out_dir.resolve().parents):
+        if is_aligned_folder(folder):
+            raise FaceageError(f"--draw {out_dir}: {folder} is an aligned folder (it holds faceage's "
+                               f"{FACES_CSV}); drawn copies there would pass for crops. Choose another one.")
     rels: dict[str, Path] = {}
     taken: set[str] = set()  # casefolded names in rels (one set: a lookup per image, not a rebuild)
     for image, rel in images.items():
@@ -76,11 +87,41 @@ def draw_targets(images: dict[Path, str], out_dir: Path) -> dict[Path, Path]:
         if target.resolve() in inputs:
             raise FaceageError(f"--draw {out_dir}: the drawn copy of {source} would overwrite the input "
                                f"{target}; choose a --draw folder apart from the images.")
+    return _around_foreign_files(targets, out_dir)
+
+
+def _around_foreign_files(targets: dict[Path, Path], out_dir: Path) -> dict[Path, Path]:
+    """Move every target that would replace a file faceage did not draw to the next free name."""
+    taken = {t.as_posix().casefold() for t in targets.values()}
+    moved: list[str] = []
+    for source, target in targets.items():
+        if not (target.exists() or target.is_symlink()) or is_drawn(target):
+            continue
+        n = 2
+        while (candidate := target.with_name(f"{target.stem}~{n}{target.suffix}")).exists() or \
+                candidate.as_posix().casefold() in taken:
+            n += 1
+        taken.add(candidate.as_posix().casefold())
+        targets[source] = candidate
+        moved.append(f"{target.name} → {candidate.name}")
+    if moved:
+        log.warning("--draw %s: %d files there were not drawn by faceage and stay as they are; their drawn "
+                    "copies take free names (%s%s)", out_dir, len(moved), ", ".join(moved[:3]),
+                    ", …" if len(moved) > 3 else "")
     return targets
+
+
+def is_drawn(path: Path) -> bool:
+    """Whether `path` is a copy `save_drawn` wrote (its JPEG comment says so), which a rerun may replace."""
+    try:
+        with Image.open(path) as image:
+            return image.info.get("comment") == DRAWN_MARK
+    except (OSError, ValueError):
+        return False
 
 
 def save_drawn(image: np.ndarray, marks: Sequence[Mark], target: Path) -> None:
     """Draw `marks` on a copy of `image` and write it to `target` as JPEG, atomically."""
     buffer = io.BytesIO()
-    draw_marks(image, marks).save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    draw_marks(image, marks).save(buffer, format="JPEG", quality=JPEG_QUALITY, comment=DRAWN_MARK)
     write_bytes_atomic(target, buffer.getvalue())

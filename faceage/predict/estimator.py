@@ -166,9 +166,10 @@ def load_ensemble(model: str | Path, fold: int | None = None) -> tuple[FoldEnsem
     """The torch model of a run folder (every fold with a checkpoint, or `fold`) or of one checkpoint file."""
     path = Path(model).expanduser()
     files: list[tuple[int | None, Path]]  # (fold, checkpoint); fold None: a lone checkpoint file
+    saved: dict[str, Any] | None = None  # the run's config.yaml, checked against what each checkpoint carries
     if path.is_dir():
         files = [(k, file) for k, file in _fold_checkpoints(path, fold).items()]
-        settings = read_yaml_mapping(path / RUN_CONFIG, "run config")
+        saved = read_yaml_mapping(path / RUN_CONFIG, "run config")
     elif path.is_file():
         if fold is not None:
             raise FaceageError(f"{path}: --fold picks a fold of a run folder, not of a checkpoint file; "
@@ -176,18 +177,30 @@ def load_ensemble(model: str | Path, fold: int | None = None) -> tuple[FoldEnsem
         files = [(None, path)]
     else:
         raise FaceageError(f"{path}: no such file or folder; {MODEL_HINT}.")
-    members, folds = [], []
+    members, folds, used = [], [], []
     for k, file in files:
         state = load_checkpoint(file)
-        if k is None:
-            settings = _checkpoint_settings(state, file)
+        settings = _checkpoint_settings(state, file, saved)
         members.append(_rebuild(state, settings, file))
         folds.append(int(state.get("fold", -1)) if k is None else k)
+        used.append((file, settings))
         if k is not None and not (file.parent / PREDICTIONS_CSV).is_file():
             log.warning("fold %d of %s has not finished training; using its %s", k, path, file.name)
+    settings = _one_input(used)
     info = ModelInfo(str(path), settings["backbone"], settings["loss"], int(settings["img_size"]),
                      int(settings["resize"]), tuple(folds), settings.get("images"))
     return FoldEnsemble(members).eval(), info
+
+
+def _one_input(used: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
+    """The settings every member shares (one preprocessing feeds them all); refuses members that differ."""
+    first_file, first = used[0]
+    for file, settings in used[1:]:
+        differ = [key for key in MODEL_KEYS if settings.get(key) != first.get(key)]
+        if differ:
+            raise FaceageError(f"{file} and {first_file} were trained with different {differ}; their folds "
+                               f"cannot be averaged. Pass one fold with --fold.")
+    return first
 
 
 def _fold_checkpoints(run: Path, fold: int | None) -> dict[int, Path]:
@@ -211,14 +224,24 @@ def _fold_checkpoints(run: Path, fold: int | None) -> dict[int, Path]:
     return {fold: found[fold]}
 
 
-def _checkpoint_settings(state: dict[str, Any], file: Path) -> dict[str, Any]:
-    """The run settings of a lone checkpoint: its own `config` (best.pt), else the run's config.yaml."""
+def _checkpoint_settings(state: dict[str, Any], file: Path, saved: dict[str, Any] | None) -> dict[str, Any]:
+    """The settings a checkpoint carries (best.pt and last.pt hold the `config` they were trained with);
+    for an older last.pt, the run's config.yaml. A config.yaml that disagrees is named, not followed."""
     if isinstance(state.get("config"), dict):
-        return dict(state["config"])
-    saved = file.parent.parent / RUN_CONFIG
-    if saved.is_file():
-        return read_yaml_mapping(saved, "run config")
-    raise FaceageError(f"{file}: the checkpoint holds no settings and {saved} does not exist; pass the run "
+        own = dict(state["config"])
+        if saved is not None:
+            differ = [f"{key}: config.yaml {saved.get(key)!r}, checkpoint {own.get(key)!r}"
+                      for key in MODEL_KEYS if saved.get(key) != own.get(key)]
+            if differ:
+                log.warning("%s: the run's %s disagrees with the settings the checkpoint was trained with "
+                            "(%s); using the checkpoint's", file, RUN_CONFIG, "; ".join(differ))
+        return own
+    config = file.parent.parent / RUN_CONFIG
+    if saved is None and config.is_file():
+        saved = read_yaml_mapping(config, "run config")
+    if saved is not None:
+        return saved
+    raise FaceageError(f"{file}: the checkpoint holds no settings and {config} does not exist; pass the run "
                        f"folder, or the fold's best.pt (which carries its settings).")
 
 

@@ -25,10 +25,12 @@ import numpy as np
 import torch
 
 from faceage.align.detect import onnx_session
+from faceage.core.atomic import OutputError, output_error, temporary_affixes
 from faceage.core.console import log
 from faceage.core.errors import FaceageError
 from faceage.core.files import list_images
 from faceage.core.imageio import decode_image
+from faceage.core.outputs import check_output, check_writable
 from faceage.predict.estimator import (
     FoldEnsemble,
     ModelInfo,
@@ -68,10 +70,12 @@ def export_onnx(run: str | Path, out: str | Path, fold: int | None = None, opset
         raise FaceageError(f"--opset {opset}: choose an ONNX opset from 13 to 23 (default {DEFAULT_OPSET}).")
     if importlib.util.find_spec("onnxscript") is None:
         raise FaceageError("ONNX export needs onnxscript: pip install 'faceage[export]'.")
+    check_output(out, "--onnx")
+    check_writable(out, "--onnx")
     ensemble, info = load_ensemble(run, fold)
     x = check_faces(info, faces)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as folder:
+    prefix, suffix = temporary_affixes(out)
+    with _staged(out, prefix, suffix[:4]) as folder:
         staged = Path(folder) / out.name  # the final name: an external .data file is found by it
         write_onnx(ensemble.cpu(), info, x[:2], staged, opset)
         diff = parity(ensemble, info, x, staged, "cpu")
@@ -87,6 +91,18 @@ def export_onnx(run: str | Path, out: str | Path, fold: int | None = None, opset
     log.info("exported %s (folds %s) to %s; onnxruntime vs torch max |Δ| %.1e on %d faces", info.source,
              list(info.folds), out, diff, len(x))
     return ExportResult(out, info, len(x), diff, cuda)
+
+
+@contextlib.contextmanager
+def _staged(out: Path, prefix: str, suffix: str) -> Iterator[str]:
+    """A hidden staging folder beside `out` (removed afterwards); a failed write names `out` and the fix."""
+    try:
+        with tempfile.TemporaryDirectory(dir=out.parent, prefix=prefix, suffix=suffix) as folder:
+            yield folder
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise output_error(out, exc) from exc
 
 
 def check_faces(info: ModelInfo, faces: str | Path | None = None, limit: int = CHECK_FACES) -> np.ndarray:

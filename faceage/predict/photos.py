@@ -28,6 +28,7 @@ from faceage.core.errors import FaceageError
 from faceage.core.files import list_images
 from faceage.core.imageio import ImageLoadError, load_rgb
 from faceage.core.layout import FACES_CSV
+from faceage.core.outputs import check_output, check_writable
 from faceage.core.schema import BOX_COLUMNS, FACE_PREDICTIONS, FACES, read_table, validate
 from faceage.predict.draw import Mark, age_label, draw_targets, save_drawn
 from faceage.predict.estimator import Estimator, ModelInfo, preprocess
@@ -58,6 +59,7 @@ class PredictResult:
     images: int = 0
     read: int = 0
     drawn: list[Path] = field(default_factory=list)
+    draw_error: str | None = None  # why drawing stopped early (the predictions are complete)
 
 
 def alignment_for(info: ModelInfo, options: PredictOptions) -> AlignSettings:
@@ -147,12 +149,22 @@ def predict_images(
             for item in done:
                 rows.extend(item.rows)
                 result.read += item.image is not None
-                if item.path in targets and item.image is not None:
-                    save_drawn(item.image, _marks(item.rows), targets[item.path])
-                    result.drawn.append(targets[item.path])
+                if item.path in targets and item.image is not None and result.draw_error is None:
+                    _draw(item, targets[item.path], result)
                 bar.advance(task)
     result.table = validate(pd.DataFrame(rows, columns=FACE_PREDICTIONS.names()), FACE_PREDICTIONS)
     return result
+
+
+def _draw(item: _Pending, target: Path, result: PredictResult) -> None:
+    """Write one drawn copy; the first failure (disk full) stops the drawing, not the predictions."""
+    try:
+        save_drawn(item.image, _marks(item.rows), target)  # type: ignore[arg-type]  # checked by the caller
+    except FaceageError as exc:
+        result.draw_error = f"drawing stopped after {len(result.drawn)} images: {exc}"
+        log.warning("%s; the predictions go on", result.draw_error)
+        return
+    result.drawn.append(target)
 
 
 def _find_faces(detector: Detector, path: Path, settings: AlignSettings) -> _Pending:
@@ -220,15 +232,19 @@ def _marks(rows: list[dict[str, object]]) -> list[Mark]:
     return marks
 
 
-def check_out(out: Path) -> None:
-    """Refuse an output name whose format is unknown, before any work."""
+def check_out(out: Path, inputs: Sequence[Path] = ()) -> None:
+    """Refuse, before any work, an output whose format is unknown, that is an input or another stage's
+    table, or that cannot be created (so no prediction is computed in vain)."""
     if out.suffix.lower() not in OUT_FORMATS:
         raise FaceageError(f"--out {out}: write .csv or .json (the suffix decides).")
+    check_output(out, "--out", inputs=inputs, writes=FACE_PREDICTIONS)
+    check_writable(out, "--out")
 
 
 def write_predictions(table: pd.DataFrame, out: Path) -> None:
     """The face table as CSV or JSON (a list of objects, null for missing values), atomically."""
-    check_out(out)
+    if out.suffix.lower() not in OUT_FORMATS:
+        raise FaceageError(f"--out {out}: write .csv or .json (the suffix decides).")
     if out.suffix.lower() == ".csv":
         write_csv_atomic(table, out)
         return

@@ -18,6 +18,7 @@ import yaml
 
 from faceage.core.errors import FaceageError
 from faceage.core.files import read_yaml_mapping
+from faceage.core.layout import RUNS_DIR, default_manifest_path
 
 LOSS_NAMES = ("mv", "softmax", "l2")
 SCHEDULES = ("step", "cosine")
@@ -73,13 +74,13 @@ class TrainConfig:
         """The manifest file: `--manifest`, else manifests/<dataset>/<protocol>.csv."""
         if self.manifest:
             return Path(self.manifest)
-        return Path("manifests") / self.dataset / f"{self.protocol or 'se'}.csv"
+        return default_manifest_path(self.dataset, self.protocol or "se")
 
     def run_dir(self) -> Path:
         """The run folder: `--out`, else runs/<dataset>-<protocol>-<backbone>-<loss>."""
         if self.out:
             return Path(self.out)
-        return Path("runs") / f"{self.dataset}-{self.protocol or 'se'}-{self.backbone}-{self.loss}"
+        return RUNS_DIR / f"{self.dataset}-{self.protocol or 'se'}-{self.backbone}-{self.loss}"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -7,6 +7,8 @@ the same result as an uninterrupted run. `runs.py` lays out the run folder, `loo
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,8 +16,10 @@ import numpy as np
 import pandas as pd
 from rich.table import Table
 
+from faceage.core.atomic import remove_temporaries
 from faceage.core.console import log
 from faceage.core.errors import FaceageError
+from faceage.core.lock import BusyError
 from faceage.evaluate.metrics import FoldStats, per_fold, summarize_folds
 from faceage.manifest.protocols import fold_ids, split_for_fold
 from faceage.manifest.read import read_manifest
@@ -55,46 +59,71 @@ def results_table(result: TrainResult) -> Table:
 
 
 def run_training(cfg: TrainConfig) -> TrainResult:
-    """Train the folds `cfg` names into its run folder (cfg resolved by `runs.resolve_run_config`)."""
+    """Train the folds `cfg` names into its run folder (cfg resolved by `runs.resolve_run_config`), holding
+    the folder's lock for the whole job (a second job into it is refused at once)."""
     ctx = setup_distributed(cfg.device)
     run = RunFolder(cfg.run_dir(), writer=ctx.is_main)
     try:
-        if cfg.images is None:
-            raise FaceageError("no aligned images folder: pass --images ALIGNED_DIR (the folder that "
-                               "`faceage align` wrote) or set `images:` in the recipe.")
-        manifest = read_manifest(cfg.manifest_path(), Path(cfg.images), cfg.protocol)
-        folds = _folds_to_train(manifest, cfg)
-        splits = {k: split_for_fold(manifest, k) for k in folds}  # refuses leaks before any work
-        for k, split in splits.items():
-            if len(split.train) < cfg.batch_size:  # drop_last: not one step
-                raise FaceageError(f"{cfg.manifest_path()}: fold {k} has {len(split.train)} training rows, "
-                                   f"fewer than --batch-size {cfg.batch_size}; lower the batch size.")
-        if cfg.batch_size % ctx.world_size:
-            raise FaceageError(f"--batch-size {cfg.batch_size} does not split among {ctx.world_size} "
-                               f"processes; choose a multiple of {ctx.world_size}.")
-        todo = [k for k in folds if not run.fold_finished(k, cfg.epochs)]
-        barrier(ctx)  # every rank has read the run folder before rank 0 writes into it
-        run.check_manifest(cfg.manifest_path())
-        run.start(cfg)
-        log.info("run %s: %s, %s loss, folds %s from %s on %s × %d", run.root, cfg.backbone, cfg.loss, folds,
-                 cfg.manifest_path(), ctx.device, ctx.world_size)
-        if todo:
-            data = _load_images(cfg, manifest, ctx)
-            with stop_on_ctrl_c() as stop_requested:
-                job = TrainingJob(cfg, manifest, data, run, ctx, stop_requested)
-                for k in folds:
-                    if k not in todo:
-                        log.info("fold %d: finished earlier, skipped", k)
-                    elif any_rank(stop_requested(), ctx):
-                        raise RunInterruptedError(f"stopped before fold {k}; {job.resume_hint()}")
-                    else:
-                        fit_fold(job, k, splits[k])
-        barrier(ctx)  # rank 0 has written every fold's predictions
-        table = run.merge_predictions()
-        return TrainResult(str(run.root), per_fold(table["pred"], table["age"], table["fold"]), ctx.is_main)
+        with _hold_lock(run, ctx):
+            return _train(cfg, run, ctx)
     finally:
         run.close()
         cleanup_distributed()
+
+
+@contextlib.contextmanager
+def _hold_lock(run: RunFolder, ctx: DistContext) -> Iterator[None]:
+    """Rank 0 takes the run folder's lock and clears the temporaries a killed run left; every rank learns
+    whether the folder was busy, so none waits for a job that will not start."""
+    with contextlib.ExitStack() as held:
+        busy: BusyError | None = None
+        if ctx.is_main:
+            try:
+                held.enter_context(run.lock())
+            except BusyError as exc:
+                busy = exc
+        if any_rank(busy is not None, ctx):
+            raise busy or FaceageError(f"{run.root}: the run folder is in use by another process.")
+        if ctx.is_main:
+            remove_temporaries(run.root)
+        yield
+
+
+def _train(cfg: TrainConfig, run: RunFolder, ctx: DistContext) -> TrainResult:
+    """Check the manifest and every fold before any work, decode the images once, train what is left."""
+    if cfg.images is None:
+        raise FaceageError("no aligned images folder: pass --images ALIGNED_DIR (the folder that "
+                           "`faceage align` wrote) or set `images:` in the recipe.")
+    manifest = read_manifest(cfg.manifest_path(), Path(cfg.images), cfg.protocol)
+    folds = _folds_to_train(manifest, cfg)
+    splits = {k: split_for_fold(manifest, k) for k in folds}  # refuses leaks before any work
+    for k, split in splits.items():
+        if len(split.train) < cfg.batch_size:  # drop_last: not one step
+            raise FaceageError(f"{cfg.manifest_path()}: fold {k} has {len(split.train)} training rows, "
+                               f"fewer than --batch-size {cfg.batch_size}; lower the batch size.")
+    if cfg.batch_size % ctx.world_size:
+        raise FaceageError(f"--batch-size {cfg.batch_size} does not split among {ctx.world_size} "
+                           f"processes; choose a multiple of {ctx.world_size}.")
+    todo = [k for k in folds if not run.fold_finished(k, cfg.epochs)]
+    barrier(ctx)  # every rank has read the run folder before rank 0 writes into it
+    run.check_manifest(cfg.manifest_path())
+    run.start(cfg)
+    log.info("run %s: %s, %s loss, folds %s from %s on %s × %d", run.root, cfg.backbone, cfg.loss, folds,
+             cfg.manifest_path(), ctx.device, ctx.world_size)
+    if todo:
+        data = _load_images(cfg, manifest, ctx)
+        with stop_on_ctrl_c() as stop_requested:
+            job = TrainingJob(cfg, manifest, data, run, ctx, stop_requested)
+            for k in folds:
+                if k not in todo:
+                    log.info("fold %d: finished earlier, skipped", k)
+                elif any_rank(stop_requested(), ctx):
+                    raise RunInterruptedError(f"stopped before fold {k}; {job.resume_hint()}")
+                else:
+                    fit_fold(job, k, splits[k])
+    barrier(ctx)  # rank 0 has written every fold's predictions
+    table = run.merge_predictions()
+    return TrainResult(str(run.root), per_fold(table["pred"], table["age"], table["fold"]), ctx.is_main)
 
 
 def _folds_to_train(manifest: pd.DataFrame, cfg: TrainConfig) -> list[int]:

@@ -176,6 +176,7 @@ class _Checkpointer:
                 "optimizer": parts.optimizer.state_dict(), "scheduler": parts.scheduler.state_dict(),
                 "generator": generator_state, "rng": rng_state(), "progress": vars(state.progress).copy(),
                 "best_val_mae": state.best_val_mae, "best_epoch": state.best_epoch,
+                "config": self.cfg.to_dict(),  # what rebuilds the model, as best.pt carries it
             })
 
     def best(self, epoch: int, val_mae: float) -> None:

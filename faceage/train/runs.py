@@ -14,6 +14,7 @@ runs/<name>/config.yaml          the resolved config (what --resume continues)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Mapping
@@ -26,15 +27,16 @@ import pandas as pd
 from faceage.core.atomic import atomic_path, write_csv_atomic, write_text_atomic
 from faceage.core.console import log
 from faceage.core.errors import FaceageError
+from faceage.core.layout import PREDICTIONS_CSV, RUN_CONFIG
+from faceage.core.lock import folder_lock
 from faceage.core.schema import PREDICTIONS, read_table, validate
 from faceage.train.config import TrainConfig, load_saved_config, resolve_config, resume_conflicts
 
-CONFIG = "config.yaml"
 LOG = "log.txt"
 HISTORY = "history.csv"
-PREDICTIONS_CSV = "predictions.csv"
 DISTRIBUTIONS = "distributions.npz"
 MANIFEST_DIGEST = "manifest.sha256"
+CHECKPOINT_NAMES = ("last.pt", "best.pt")
 PREDICTION_COLUMNS = ["path", "age", "age_std", "subject", "fold", "pred", "mean", "std"]
 
 
@@ -48,8 +50,13 @@ def resolve_run_config(recipe: str | Path | None, flags: Mapping[str, Any], resu
     afresh with the new settings (on `--resume`, the saved config < recipe < flags).
     """
     cfg = resolve_config(recipe, flags)
-    saved_path = Path(cfg.run_dir()) / CONFIG
+    saved_path = Path(cfg.run_dir()) / RUN_CONFIG
+    if cfg.run_dir().exists() and not cfg.run_dir().is_dir():
+        raise FaceageError(f"--out {cfg.run_dir()}: is a file, not a run folder; choose a folder path.")
     if not saved_path.exists():
+        if RunFolder(cfg.run_dir()).has_checkpoints():
+            raise FaceageError(f"{cfg.run_dir()} holds checkpoints but no {RUN_CONFIG}: it is not a complete "
+                               "run, and its settings are unknown; move it aside, or choose another --out.")
         if resume:
             log.info("%s holds no run yet: starting it afresh", cfg.run_dir())
         return cfg
@@ -59,7 +66,7 @@ def resolve_run_config(recipe: str | Path | None, flags: Mapping[str, Any], resu
         return resolve_config(recipe, flags, base=load_saved_config(saved_path)) if resume else cfg
     if not resume:
         raise FaceageError(
-            f"{cfg.run_dir()} already holds a run ({CONFIG}); pass --resume to continue it, "
+            f"{cfg.run_dir()} already holds a run ({RUN_CONFIG}); pass --resume to continue it, "
             f"or pick a fresh folder with --out."
         )
     saved = load_saved_config(saved_path)
@@ -86,7 +93,7 @@ class RunFolder:
         if not self.writer:
             return
         self.root.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.root / CONFIG, cfg.to_yaml())
+        write_text_atomic(self.root / RUN_CONFIG, cfg.to_yaml())
         handler = logging.FileHandler(self.root / LOG, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         log.addHandler(handler)
@@ -97,7 +104,10 @@ class RunFolder:
         mix two splits); a run without checkpoints yet records the manifest it starts from."""
         digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
         recorded = self.root / MANIFEST_DIGEST
-        if self.has_checkpoints() and recorded.is_file() and recorded.read_text().strip() != digest:
+        if self.has_checkpoints() and not recorded.is_file():
+            raise FaceageError(f"{self.root} holds checkpoints but no {MANIFEST_DIGEST}: which manifest it "
+                               "trained on is unknown; move it aside, or train into a fresh --out.")
+        if self.has_checkpoints() and recorded.read_text().strip() != digest:
             raise FaceageError(
                 f"{manifest} has changed since {self.root} began training on it ({MANIFEST_DIGEST} differs): "
                 "its folds would mix two splits. Restore that manifest, or train into a fresh --out."
@@ -122,8 +132,13 @@ class RunFolder:
         return self.fold_dir(fold) / "best.pt"
 
     def has_checkpoints(self) -> bool:
-        """Whether any fold has saved a checkpoint (the run has trained something worth keeping)."""
-        return any(self.root.glob("fold*/*.pt"))
+        """Whether any fold has saved a checkpoint (the run has trained something worth keeping); the
+        temporaries a killed save left (`.last.pt.*.tmp.pt`) do not count."""
+        return any(p.is_file() for name in CHECKPOINT_NAMES for p in self.root.glob(f"fold*/{name}"))
+
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        """The run folder's lock, held for the whole job: a second `faceage train` into it is refused."""
+        return folder_lock(self.root, "the run folder")
 
     def fold_finished(self, fold: int, epochs: int) -> bool:
         """Finished: the fold's test predictions are written (its last act) after `epochs` epochs."""
