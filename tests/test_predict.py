@@ -140,7 +140,7 @@ def test_fold_average_is_the_mean_of_the_folds(trained_run: Path) -> None:
 
 
 def test_checkpoint_files_load_alone(trained_run: Path) -> None:
-    """best.pt carries its settings; last.pt takes them from the run's config.yaml."""
+    """best.pt and last.pt carry their settings."""
     x = preprocess([decode_image(f, 64) for f in sorted((trained_run.parent / "aligned").glob("*.jpg"))[:4]],
                    load_estimator(trained_run, fold=1, device="cpu").info)
     fold1 = load_estimator(trained_run, fold=1, device="cpu").estimate(x)
@@ -148,6 +148,23 @@ def test_checkpoint_files_load_alone(trained_run: Path) -> None:
         alone = load_estimator(trained_run / "fold1" / name, device="cpu")
         assert alone.info.folds == (1,) and alone.info.img_size == 56 and alone.info.resize == 64
         np.testing.assert_allclose(alone.estimate(x).mean, fold1.mean, atol=1e-5)  # one epoch: best = last
+
+
+def test_an_edited_config_yaml_never_changes_the_preprocessing(trained_run: Path, tmp_path: Path,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """Each checkpoint carries the settings it was trained with; a config.yaml that disagrees is named."""
+    import shutil
+
+    import yaml
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    (run / "config.yaml").write_text(yaml.safe_dump({**config, "img_size": 40, "resize": 48}))
+    info = load_estimator(run, device="cpu").info
+    assert (info.img_size, info.resize) == (56, 64)
+    assert "disagrees with the settings the checkpoint was trained with" in caplog.text
+    assert load_estimator(run / "fold0" / "last.pt", device="cpu").info.resize == 64  # last.pt carries them
 
 
 def test_every_face_of_real_photos(trained_run: Path, photos: list[Path], two_faces: Path,
@@ -245,6 +262,31 @@ def test_cli_end_to_end(trained_run: Path, photos: list[Path], bad_inputs_dir: P
     assert nothing.exit_code == 1 and (tmp_path / "none.csv").is_file()
     bad_out = runner.invoke(app, ["predict", str(trained_run), inputs[0], "--out", str(tmp_path / "x.txt")])
     assert isinstance(bad_out.exception, FaceageError) and ".csv or .json" in str(bad_out.exception)
+
+
+def test_a_full_disk_while_drawing_keeps_every_prediction(trained_run: Path, photos: list[Path],
+                                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Drawing stops at the first failed copy, the predictions go on and --out gets them all; the message
+    says how many copies exist (and claims none that does not)."""
+    import faceage.predict.photos as photos_module
+    from faceage.core.atomic import output_error
+
+    real, calls = photos_module.save_drawn, [0]
+
+    def fill_up(image: np.ndarray, marks: list, target: Path) -> None:
+        calls[0] += 1
+        if calls[0] > 1:
+            raise output_error(target, OSError(28, "No space left on device"))
+        real(image, marks, target)
+
+    monkeypatch.setattr(photos_module, "save_drawn", fill_up)
+    args = ["predict", str(trained_run), *map(str, photos[:3]), "--out", str(tmp_path / "p.csv"),
+            "--draw", str(tmp_path / "drawn"), "--device", "cpu"]
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, FaceageError), result.output
+    assert "drawing stopped after 1 images" in str(result.exception) and "No space left" in str(result.exception)
+    assert list(read_table(tmp_path / "p.csv", FACE_PREDICTIONS)["status"]) == ["ok", "ok", "ok"]
+    assert len(list((tmp_path / "drawn").iterdir())) == 1
 
 
 def test_draw_never_overwrites_an_input(trained_run: Path, tmp_path: Path, photos: list[Path]) -> None:

@@ -33,6 +33,7 @@ _FIXES = {
     errno.EPERM: "fix the folder's permissions or choose a writable one",
     errno.EROFS: "the file system is read-only: choose a writable folder",
     errno.ENOTDIR: "a file stands where a folder of the path should be: choose another path",
+    errno.EEXIST: "a file stands where a folder of the path should be: choose another path",
     errno.EISDIR: "a folder stands where the file should be: choose another path",
     errno.ENAMETOOLONG: "the name is too long for this file system: choose a shorter one",
 }
