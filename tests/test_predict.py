@@ -264,8 +264,9 @@ def test_cli_end_to_end(trained_run: Path, photos: list[Path], bad_inputs_dir: P
     assert isinstance(bad_out.exception, FaceageError) and ".csv or .json" in str(bad_out.exception)
 
 
-def test_a_full_disk_while_drawing_keeps_every_prediction(trained_run: Path, photos: list[Path],
-                                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_full_disk_while_drawing_keeps_every_prediction(
+    trained_run: Path, photos: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Drawing stops at the first failed copy, the predictions go on and --out gets them all; the message
     says how many copies exist (and claims none that does not)."""
     import faceage.predict.photos as photos_module
@@ -284,7 +285,8 @@ def test_a_full_disk_while_drawing_keeps_every_prediction(trained_run: Path, pho
             "--draw", str(tmp_path / "drawn"), "--device", "cpu"]
     result = CliRunner().invoke(app, args)
     assert isinstance(result.exception, FaceageError), result.output
-    assert "drawing stopped after 1 images" in str(result.exception) and "No space left" in str(result.exception)
+    message = str(result.exception)
+    assert "drawing stopped after 1 images" in message and "No space left" in message
     assert list(read_table(tmp_path / "p.csv", FACE_PREDICTIONS)["status"]) == ["ok", "ok", "ok"]
     assert len(list((tmp_path / "drawn").iterdir())) == 1
 
