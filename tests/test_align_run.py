@@ -299,7 +299,7 @@ def test_a_failed_write_stops_the_run_with_a_message_and_resumes(
         real_write(target, data)
 
     monkeypatch.setattr(align_run, "write_bytes_atomic", full_disk)
-    expected = r"cannot write the aligned face .*No space left.*lists every face written so far.*again to resume"
+    expected = r"cannot write the aligned face .*No space left.*lists every face written.*again to resume"
     with pytest.raises(FaceageError, match=expected):
         _align(faces_src, dst)
     monkeypatch.setattr(align_run, "write_bytes_atomic", real_write)
