@@ -245,7 +245,10 @@ def read_csv_strings(path: str | os.PathLike[str], fix: str, skip_initial_space:
                      empty_ok: bool = False) -> pd.DataFrame:
     """A CSV as text cells (empty cells NaN). Rows longer than the header are refused: pandas would silently
     make their first field the index and shift every column. `fix` says what to do with an unreadable file;
-    `empty_ok` reads an empty file as a table without rows."""
+    `empty_ok` reads an empty file as a table without rows. A FIFO or device is refused, never opened."""
+    if not Path(path).is_file():
+        kind = "does not exist" if not Path(path).exists() else "is not a regular file"
+        raise TableError(f"{path}: {kind}; {fix}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)

@@ -104,7 +104,7 @@ def collect_images(inputs: Sequence[Path], skip: Path | None = None) -> dict[Pat
         if path.is_dir():
             for rel in list_images(path, skip=skip.resolve() if skip else None):
                 found.setdefault(path / rel, rel)
-        elif path.is_file():
+        elif path.exists() or path.is_symlink():  # a FIFO or broken link gets a row saying why, unopened
             found.setdefault(path, path.name)
         else:
             raise FaceageError(f"{path}: no such file or folder; pass image files or folders of images.")
