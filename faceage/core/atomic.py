@@ -42,6 +42,9 @@ _FIXES = {
 class OutputError(FaceageError, OSError):
     """A file could not be written; the message names it and says how to fix it."""
 
+    def __str__(self) -> str:  # the message, not OSError's "[Errno 28] …" rendering of errno and filename
+        return str(self.args[0]) if self.args else ""
+
 
 def output_error(target: str | os.PathLike[str], exc: BaseException) -> OutputError:
     """The one message for a failed write of `target`, with the fix for its cause."""
@@ -49,7 +52,7 @@ def output_error(target: str | os.PathLike[str], exc: BaseException) -> OutputEr
     reason = getattr(exc, "strerror", None) or str(exc)
     fix = _FIXES.get(code or -1, "check the disk and the folder's permissions, then run it again")
     error = OutputError(f"{target}: cannot write it ({reason}); {fix}.")
-    error.errno = code if code is not None else 0
+    error.errno, error.strerror, error.filename = code if code is not None else 0, reason, str(target)
     return error
 
 

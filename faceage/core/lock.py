@@ -46,8 +46,11 @@ def folder_lock(folder: Path, what: str, name: str = LOCK_FILE, shared: bool = F
             raise BusyError(f"{folder}: {what} is in use by another faceage process ({holder}); wait for "
                             f"it to finish, or stop it, then run again (or choose another folder).") from None
         if not shared:
-            os.ftruncate(fd, 0)
-            os.write(fd, _me().encode())
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, _me().encode())
+            except OSError as exc:  # a full disk stops the job here, naming the file
+                raise output_error(folder / name, exc) from exc
         try:
             yield
         finally:

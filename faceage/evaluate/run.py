@@ -158,11 +158,8 @@ def evaluate(
 
 
 def _write_all(contents: dict[Path, bytes]) -> None:
-    """Write every file to a temporary beside it, then rename them all; a failure leaves none behind."""
-    try:
-        with contextlib.ExitStack() as stack:
-            for target, data in contents.items():
-                stack.enter_context(atomic_path(target)).write_bytes(data)
-    except OSError as exc:  # a file where a folder should be, no permission, disk full
-        raise FaceageError(f"cannot write the outputs ({exc}); choose output paths in a writable "
-                           "folder.") from exc
+    """Write every file to a temporary beside it, then rename them all; a failure (an OutputError naming
+    the file and the fix) leaves none behind."""
+    with contextlib.ExitStack() as stack:
+        for target, data in contents.items():
+            stack.enter_context(atomic_path(target)).write_bytes(data)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +24,7 @@ from rich.table import Table
 from faceage.align.detect import DETECTORS, Detector, make_detector
 from faceage.align.faces import NO_FACE, find_faces
 from faceage.align.settings import AlignSettings
-from faceage.core.atomic import write_csv_atomic, write_text_atomic
+from faceage.core.atomic import OutputError, write_csv_atomic, write_text_atomic
 from faceage.core.console import RateColumn, log, progress_bar
 from faceage.core.errors import FaceageError
 from faceage.core.files import list_images
@@ -242,7 +244,21 @@ def check_out(out: Path, inputs: Sequence[Path] = ()) -> None:
 
 
 def write_predictions(table: pd.DataFrame, out: Path) -> None:
-    """The face table as CSV or JSON (a list of objects, null for missing values), atomically."""
+    """The face table as CSV or JSON (a list of objects, null for missing values), atomically. When `out`
+    cannot be written (the disk filled up while predicting), the table goes to the temporary folder instead
+    and the error says where, so no computed prediction is lost."""
+    try:
+        _write_table(table, out)
+    except OutputError as exc:
+        fallback = Path(tempfile.gettempdir()) / f"faceage-predictions-{os.getpid()}{out.suffix.lower()}"
+        try:
+            _write_table(table, fallback)
+        except OutputError:
+            raise exc from None
+        raise FaceageError(f"{exc} The predictions were saved to {fallback} instead.") from exc
+
+
+def _write_table(table: pd.DataFrame, out: Path) -> None:
     if out.suffix.lower() not in OUT_FORMATS:
         raise FaceageError(f"--out {out}: write .csv or .json (the suffix decides).")
     if out.suffix.lower() == ".csv":
