@@ -104,3 +104,23 @@ def test_large_weights_go_beside_the_graph(trained_run: Path, tmp_path: Path,  #
     with pytest.raises(FaceageError, match="nothing was written"):
         export_onnx(trained_run, tmp_path / "out" / "refused.onnx", fold=0)
     assert sorted(p.name for p in target.parent.iterdir()) == ["big.onnx", "big.onnx.data"]
+
+
+def test_the_test_time_flip_survives_export(trained_run: Path, tmp_path: Path) -> None:  # noqa: F811
+    """A flipped ensemble averages each face with its mirror inside the graph; ONNX reproduces it."""
+    torch.manual_seed(0)
+    model, _ = build_model("test_resnet", "mv")
+    torch.nn.init.normal_(model.head.weight, std=1.0)  # a sharp distribution, so the mirror's differs
+    info = ModelInfo("flip", "test_resnet", "mv", 56, 64, (0,), None, flip=True)
+    ensemble = FoldEnsemble([model.eval()], flip=True)
+    x = check_faces(load_estimator(trained_run, device="cpu").info, limit=4)
+    write_onnx(ensemble, info, x[:2], tmp_path / "flip.onnx", 18)
+    assert parity(ensemble, info, x, tmp_path / "flip.onnx", "cpu") < PARITY_TOLERANCE
+    with torch.no_grad():
+        plain = FoldEnsemble([model.eval()])(torch.from_numpy(x))[0]
+        mirrored = FoldEnsemble([model.eval()])(torch.from_numpy(x).flip(3))[0]
+    flipped = load_estimator(tmp_path / "flip.onnx", device="cpu")  # the file, loaded as predict loads it
+    assert flipped.info.flip
+    got = flipped.estimate(x).probs
+    assert got is not None and np.abs(got - ((plain + mirrored) / 2).numpy()).max() < PARITY_TOLERANCE
+    assert np.abs(plain - mirrored).max() > 1e-3  # the mirror really is another input

@@ -29,6 +29,8 @@ from faceage.core.schema import PREDICTIONS, read_table
 from faceage.manifest.protocols import split_for_fold
 from faceage.manifest.read import read_manifest
 from faceage.model.checkpoint import load_checkpoint
+from faceage.model.network import build_model
+from faceage.train.config import resolve_config
 from faceage.train.distributed import DistContext, shard
 from faceage.train.fit import RunInterruptedError, TrainResult, run_training
 from faceage.train.loop import stop_on_ctrl_c
@@ -360,3 +362,86 @@ def test_resume_refuses_a_manifest_that_changed_since_the_run_began(tiny_data: D
     with pytest.raises(FaceageError, match=r"has changed since .* began training"):
         _train((tiny_data[0], manifest), out, resume=True, fold=1, epochs=1)
     assert not (out / "fold1").exists()
+
+
+def test_timm_factory_options_reach_the_optimiser_and_the_lr_of_each_epoch() -> None:
+    import math
+
+    from faceage.train.optim import WARMUP_START, make_optimizer, make_scheduler
+
+    torch.manual_seed(0)
+    model, _ = build_model("test_efficientnet_gn", "mv")
+    cfg = resolve_config(flags={**TINY, "optimizer": "adamw", "lr": 0.002, "weight_decay": 0.05,
+                                "no_decay_norm_bias": True, "layer_decay": 0.5, "schedule": "cosine",
+                                "warmup_epochs": 2, "min_lr": 1e-5, "epochs": 6})
+    optimizer = make_optimizer(model, cfg)
+    assert isinstance(optimizer, torch.optim.AdamW)
+    groups = optimizer.param_groups
+    assert {g["weight_decay"] for g in groups} == {0.0, 0.05}
+    assert all(p.ndim > 1 for g in groups if g["weight_decay"] > 0 for p in g["params"])  # no decay: norms
+    head = next(g for g in groups if any(p is model.head.weight for p in g["params"]))
+    assert head["lr_scale"] == 1.0 and min(g["lr_scale"] for g in groups) < 0.05  # deep layers scaled down
+    scheduler = make_scheduler(optimizer, cfg)
+    seen = []
+    for epoch in range(cfg.epochs):
+        seen.append(head["lr"])
+        scheduler.step(epoch + 1)
+    start = cfg.lr * WARMUP_START
+    cosine = [1e-5 + 0.5 * (cfg.lr - 1e-5) * (1 + math.cos(math.pi * t / 6)) for t in range(6)]
+    expected = [start, start + (cfg.lr - start) / 2, *cosine[2:]]
+    np.testing.assert_allclose(seen, expected, rtol=1e-9)
+    sgd = make_optimizer(model, resolve_config(flags=TINY))  # the paper's: momentum SGD, decay on all
+    assert type(sgd) is torch.optim.SGD and not sgd.defaults["nesterov"] and sgd.defaults["momentum"] == 0.9
+    assert all(g["weight_decay"] == TINY.get("weight_decay", 0.0005) for g in sgd.param_groups)
+    with pytest.raises(FaceageError, match="--optimizer 'adamx'"):
+        make_optimizer(model, resolve_config(flags={**TINY, "optimizer": "adamx"}))
+
+
+def test_the_weight_average_is_validated_and_kept_when_chosen(tiny_data: Data, tmp_path: Path) -> None:
+    out = tmp_path / "ema"
+    _train(tiny_data, out, ema=True, ema_decay=0.9, keep="ema", epochs=3)
+    history = pd.read_csv(out / "history.csv")
+    assert history["val_mae_ema"].notna().all() and (history["val_mae_ema"] != history["val_mae"]).any()
+    last, best = load_checkpoint(out / "fold0" / "last.pt"), load_checkpoint(out / "fold0" / "best.pt")
+    assert best["kept"] == "ema" and best["epoch"] == 3
+    assert all(torch.equal(best["model"][n], last["ema"][n]) for n in last["ema"])  # best.pt: the average
+    assert any(not torch.equal(last["model"][n], last["ema"][n]) for n in last["ema"])  # not the raw model
+    lasts = tmp_path / "last"
+    _train(tiny_data, lasts, keep="last", epochs=3)
+    kept = load_checkpoint(lasts / "fold1" / "best.pt")
+    raw = _params(lasts, 1)
+    assert kept["epoch"] == 3 and all(torch.equal(kept["model"][n], raw[n]) for n in kept["model"])
+
+
+def test_flip_averages_the_two_distributions(tiny_data: Data) -> None:
+    torch.manual_seed(0)
+    model, _ = build_model("test_efficientnet_gn", "mv")
+    torch.nn.init.normal_(model.head.weight, std=1.0)
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        flipped = model.eval().predict(x, flip=True)
+        expected = (torch.softmax(model(x), 1) + torch.softmax(model(x.flip(3)), 1)) / 2
+    assert flipped.probs is not None and torch.allclose(flipped.probs, expected, atol=1e-6)
+    assert torch.allclose(flipped.mean, expected @ torch.arange(101.0), atol=1e-4)
+
+
+def test_resume_is_exact_with_the_weight_average_and_warm_up(
+    tiny_data: Data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flags = {"ema": True, "ema_decay": 0.9, "warmup_epochs": 1, "schedule": "cosine", "optimizer": "adamw",
+             "lr": 0.003, "epochs": 3, "tta_flip": True, "fold": "0"}
+    straight, pieces = tmp_path / "straight", tmp_path / "pieces"
+    _train(tiny_data, straight, **flags)
+    steps = _count_optimizer_steps(monkeypatch)
+    _press_ctrl_c_when(monkeypatch, lambda: steps[0] >= STEPS + 1)  # Ctrl-C in epoch 2, step 1
+    with pytest.raises(RunInterruptedError, match=r"epoch 2/3, step 1 \(saved\)"):
+        _train(tiny_data, pieces, **flags)
+    monkeypatch.undo()
+    _train(tiny_data, pieces, resume=True, **flags)
+    a, b = (load_checkpoint(run / "fold0" / "last.pt") for run in (straight, pieces))
+    for part in ("model", "ema"):
+        assert all(torch.equal(a[part][n], b[part][n]) for n in a[part]), part
+    lrs = [pd.read_csv(run / "history.csv")["lr"].tolist() for run in (straight, pieces)]
+    assert lrs[0] == lrs[1] and lrs[0][0] < lrs[0][1]  # the warm-up, then the same schedule
+    pd.testing.assert_frame_equal(pd.read_csv(straight / "predictions.csv"),
+                                  pd.read_csv(pieces / "predictions.csv"))

@@ -96,6 +96,35 @@ class AgeModel(nn.Module):
             probs, mean, variance = distribution_stats(outputs.float())
             return AgePrediction(round_half_up(mean), mean, variance.clamp_min(0).sqrt(), probs)
 
+    def predict(self, x: Tensor, flip: bool = False) -> AgePrediction:
+        """Ages of a batch (fp32). With `flip` (test-time flip), each face's age distribution is the mean of
+        its own and its mirror image's (l2: the mean of the two regressed ages)."""
+        if not flip:
+            return self.decode(self(x))
+        if self.head_kind == "regression":
+            age = self.regressed(x, flip=True)
+            return AgePrediction(round_half_up(age), age, torch.zeros_like(age), None)
+        return from_probs(self.probs(x, flip=True))
+
+    def probs(self, x: Tensor, flip: bool = False) -> Tensor:
+        """The age distribution (N, 101) in fp32, averaged with the mirror's when `flip`."""
+        logits = self(torch.cat([x, x.flip(3)]) if flip else x)
+        with torch.autocast(x.device.type, enabled=False):
+            probs = torch.softmax(logits.float(), dim=1)
+        return probs.reshape(2, -1, AGE_CLASSES).mean(0) if flip else probs  # symbolic batch: no len(x)
+
+    def regressed(self, x: Tensor, flip: bool = False) -> Tensor:
+        """The l2 head's age (N,) in years, averaged with the mirror's when `flip`."""
+        views = torch.cat([x, x.flip(3)]) if flip else x
+        ages = self.decode(self(views)).mean
+        return ages.reshape(2, -1).mean(0) if flip else ages
+
+
+def from_probs(probs: Tensor) -> AgePrediction:
+    """Mean, std and round(mean) of an age distribution (an average of distributions: flips, folds)."""
+    _, mean, variance = distribution_stats(torch.log(probs))  # softmax(log p) = p: the one definition
+    return AgePrediction(round_half_up(mean), mean, variance.clamp_min(0).sqrt(), probs)
+
 
 def feature_size(backbone: nn.Module) -> int:
     """Width of a classifier-less timm backbone's output: `head_hidden_size` where timm ≥ 1.0 sets it (a

@@ -27,14 +27,15 @@ from faceage.core.files import read_yaml_mapping
 from faceage.core.layout import PREDICTIONS_CSV, RUN_CONFIG
 from faceage.model.checkpoint import load_checkpoint
 from faceage.model.device import resolve_device
-from faceage.model.losses import distribution_stats, round_half_up
-from faceage.model.network import AgeModel, InputNorm, build_model, input_norm
+from faceage.model.losses import round_half_up
+from faceage.model.network import AgeModel, InputNorm, build_model, from_probs, input_norm
 from faceage.model.preprocess import preprocess as preprocess_crops
 
 if TYPE_CHECKING:
     from faceage.align.detect.onnx import OnnxSession
 
 MODEL_KEYS = ("backbone", "loss", "img_size", "resize")  # the settings that rebuild a model and its input
+SAME_INPUT_KEYS = (*MODEL_KEYS, "tta_flip")  # what the folds of one ensemble must share
 CHECKPOINTS = ("best.pt", "last.pt")  # a fold's model: best on validation, else the latest epoch
 META_PREFIX = "faceage."
 MODEL_HINT = "pass a run folder (with config.yaml), a fold's best.pt/last.pt, or an exported .onnx file"
@@ -51,6 +52,7 @@ class ModelInfo:
     resize: int  # side the aligned face is resized to before the crop (training's cache size)
     folds: tuple[int, ...]  # the folds averaged
     aligned: str | None  # the aligned folder the run trained on (its faces.csv says how it was aligned)
+    flip: bool = False  # test-time flip: each face averaged with its mirror (inside the model and graph)
 
     @property
     def distribution(self) -> bool:
@@ -86,24 +88,25 @@ class FoldEnsemble(nn.Module):
 
     Distribution heads return (probs (N, 101), mean (N,), std (N,)); l2 models return (mean, std) with the
     folds' regressed ages averaged and std = 0 (a regression carries no spread). One member = one fold.
+    With `flip` (the run's test-time flip), each member averages every face with its mirror image first,
+    inside the module, so the exported graph does the same.
     """
 
-    def __init__(self, members: Sequence[AgeModel]) -> None:
+    def __init__(self, members: Sequence[AgeModel], flip: bool = False) -> None:
         super().__init__()
         kinds = {m.head_kind for m in members}
         if len(kinds) != 1:
             raise ValueError(f"members must share one head kind, got {sorted(kinds)}")
         self.members: Sequence[AgeModel] = nn.ModuleList(members)  # type: ignore[assignment]
         self.distribution = kinds == {"distribution"}
+        self.flip = flip
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         if not self.distribution:
-            ages = torch.stack([m.decode(m(x)).mean for m in self.members]).mean(0)
+            ages = torch.stack([m.regressed(x, self.flip) for m in self.members]).mean(0)
             return ages, torch.zeros_like(ages)
-        probs = torch.stack([torch.softmax(m(x).float(), dim=1) for m in self.members]).mean(0)
-        # softmax(log p) = p: the moments come from the one definition in losses.distribution_stats
-        _, mean, variance = distribution_stats(torch.log(probs))
-        return probs, mean, variance.clamp_min(0).sqrt()
+        prediction = from_probs(torch.stack([m.probs(x, self.flip) for m in self.members]).mean(0))
+        return prediction.probs, prediction.mean, prediction.std  # type: ignore[return-value]
 
 
 def output_names(info: ModelInfo) -> list[str]:
@@ -188,15 +191,16 @@ def load_ensemble(model: str | Path, fold: int | None = None) -> tuple[FoldEnsem
             log.warning("fold %d of %s has not finished training; using its %s", k, path, file.name)
     settings = _one_input(used)
     info = ModelInfo(str(path), settings["backbone"], settings["loss"], int(settings["img_size"]),
-                     int(settings["resize"]), tuple(folds), settings.get("images"))
-    return FoldEnsemble(members).eval(), info
+                     int(settings["resize"]), tuple(folds), settings.get("images"),
+                     bool(settings.get("tta_flip", False)))
+    return FoldEnsemble(members, info.flip).eval(), info
 
 
 def _one_input(used: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
     """The settings every member shares (one preprocessing feeds them all); refuses members that differ."""
     first_file, first = used[0]
     for file, settings in used[1:]:
-        differ = [key for key in MODEL_KEYS if settings.get(key) != first.get(key)]
+        differ = [key for key in SAME_INPUT_KEYS if settings.get(key) != first.get(key)]
         if differ:
             raise FaceageError(f"{file} and {first_file} were trained with different {differ}; their folds "
                                f"cannot be averaged. Pass one fold with --fold.")
@@ -231,7 +235,7 @@ def _checkpoint_settings(state: dict[str, Any], file: Path, saved: dict[str, Any
         own = dict(state["config"])
         if saved is not None:
             differ = [f"{key}: config.yaml {saved.get(key)!r}, checkpoint {own.get(key)!r}"
-                      for key in MODEL_KEYS if saved.get(key) != own.get(key)]
+                      for key in SAME_INPUT_KEYS if saved.get(key) != own.get(key)]
             if differ:
                 log.warning("%s: the run's %s disagrees with the settings the checkpoint was trained with "
                             "(%s); using the checkpoint's", file, RUN_CONFIG, "; ".join(differ))
@@ -272,7 +276,8 @@ def load_onnx(path: Path, device: str = "auto", threads: int = 1) -> OnnxEstimat
         info = ModelInfo(str(path), meta[META_PREFIX + "backbone"], meta[META_PREFIX + "loss"],
                          int(meta[META_PREFIX + "img_size"]), int(meta[META_PREFIX + "resize"]),
                          tuple(int(k) for k in meta[META_PREFIX + "folds"].split(",") if k),
-                         meta.get(META_PREFIX + "aligned") or None)
+                         meta.get(META_PREFIX + "aligned") or None,
+                         meta.get(META_PREFIX + "tta_flip") == "True")
     except (KeyError, ValueError) as exc:
         raise FaceageError(f"{path}: not written by `faceage export` (metadata {exc} missing or bad); export "
                            f"the run with `faceage export RUN --onnx {path}`.") from None
@@ -282,7 +287,8 @@ def load_onnx(path: Path, device: str = "auto", threads: int = 1) -> OnnxEstimat
 def onnx_metadata(info: ModelInfo) -> dict[str, str]:
     """The settings an exported file carries, so `load_onnx` can preprocess for it."""
     values = {"backbone": info.backbone, "loss": info.loss, "img_size": info.img_size, "resize": info.resize,
-              "folds": ",".join(str(k) for k in info.folds), "aligned": info.aligned or ""}
+              "folds": ",".join(str(k) for k in info.folds), "aligned": info.aligned or "",
+              "tta_flip": info.flip}
     return {META_PREFIX + key: str(value) for key, value in values.items()}
 
 

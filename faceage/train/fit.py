@@ -30,6 +30,7 @@ from faceage.train.config import TrainConfig
 from faceage.train.distributed import DistContext, any_rank, barrier, cleanup_distributed, setup_distributed
 from faceage.train.fold import RunInterruptedError, TrainingJob, fit_fold
 from faceage.train.loop import stop_on_ctrl_c
+from faceage.train.optim import check_optimizer
 from faceage.train.runs import RunFolder
 
 
@@ -94,6 +95,7 @@ def _train(cfg: TrainConfig, run: RunFolder, ctx: DistContext) -> TrainResult:
     if cfg.images is None:
         raise FaceageError("no aligned images folder: pass --images ALIGNED_DIR (the folder that "
                            "`faceage align` wrote) or set `images:` in the recipe.")
+    check_optimizer(cfg)
     manifest = read_manifest(cfg.manifest_path(), Path(cfg.images), cfg.protocol)
     folds = _folds_to_train(manifest, cfg)
     splits = {k: split_for_fold(manifest, k) for k in folds}  # refuses leaks before any work

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from timm.scheduler.scheduler import Scheduler
+from timm.utils import ModelEmaV3
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -24,7 +26,7 @@ from faceage.core.console import log
 from faceage.core.errors import FaceageError
 from faceage.manifest.protocols import FoldSplit
 from faceage.model.checkpoint import load_checkpoint, save_checkpoint
-from faceage.model.losses import make_loss
+from faceage.model.losses import AgeLoss, make_loss
 from faceage.model.network import AgeModel, build_model
 from faceage.train.batches import DeviceImages, num_batches
 from faceage.train.config import TrainConfig
@@ -71,14 +73,58 @@ class FoldParts:
 
     model: AgeModel
     optimizer: torch.optim.Optimizer
-    scheduler: Any
+    scheduler: Scheduler
     generator: torch.Generator  # data order, crops and flips of this fold
+    ema: ModelEmaV3 | None  # the weight average (`--ema`), validated beside the model
 
 
 def fit_fold(job: TrainingJob, k: int, split: FoldSplit) -> None:
-    """Train fold k (continuing its last.pt when there is one), then predict its test rows with best.pt."""
+    """Train fold k (continuing its last.pt when there is one), then predict its test rows with the model
+    `keep` names (best.pt)."""
     cfg, run, ctx = job.cfg, job.run, job.ctx
     n_steps = num_batches(len(split.train), cfg.batch_size, drop_last=True)  # ≥ 1: run_training checked
+    parts, loss_fn = _build(job, k, split)
+    state = FoldState()
+    if run.last_path(k).exists():
+        state = _restore(run.last_path(k), parts, ctx)
+        log.info("fold %d: resuming after epoch %d, step %d", k, state.epochs_done, state.progress.step)
+    learner = Learner(_wrap(parts.model, cfg, ctx), parts.model, loss_fn, parts.optimizer, parts.ema)
+    checkpoint = _Checkpointer(run, k, parts, cfg)
+    for epoch in range(state.epochs_done, cfg.epochs):
+        if epoch > state.epochs_done and any_rank(job.stop_requested(), ctx):
+            raise RunInterruptedError(f"stopped after fold {k}, epoch {epoch} (saved); {job.resume_hint()}")
+        at_start = parts.generator.get_state()
+        progress = state.progress
+        batches = job.data.batches(split.train, cfg.batch_size, True, parts.generator, drop_last=True)
+        batches = itertools.islice(batches, progress.step, None)  # all drawn up front: skipping is exact
+        lr = parts.optimizer.param_groups[0]["lr"]
+        plan = EpochPlan(batches, n_steps, f"fold {k}, epoch {epoch + 1}/{cfg.epochs}", epoch * n_steps)
+        if train_epoch(learner, plan, progress, ctx, job.stop_requested):
+            checkpoint.last(at_start, epoch, state)
+            raise RunInterruptedError(f"stopped at {plan.label}, step {progress.step} (saved); "
+                                      f"{job.resume_hint()}")
+        val = _validate(job, parts, split)
+        parts.scheduler.step(epoch + 1)
+        improved = cfg.keep == "best" and (not len(split.val) or val["val_mae"] < state.best_val_mae)
+        if improved:
+            state.best_val_mae, state.best_epoch = val["val_mae"], epoch + 1
+            checkpoint.best(epoch + 1, val["val_mae"], parts.model)
+        state.epochs_done, state.progress = epoch + 1, EpochProgress()
+        run.add_history(_history_row(k, epoch + 1, lr, progress, val))  # a rerun of it replaces it
+        checkpoint.last(parts.generator.get_state(), epoch + 1, state)
+        log.info("%s: loss %.4f, train MAE %.2f, val MAE %s%s, %.0f img/s", plan.label,
+                 progress.means()["loss"], epoch_mae(progress), _val_text(val), " (best)" if improved else "",
+                 progress.images / max(progress.seconds, 1e-9))
+    if cfg.keep != "best":  # the last epoch's model, or its weight average
+        kept = parts.ema.module if cfg.keep == "ema" and parts.ema is not None else parts.model
+        checkpoint.best(cfg.epochs, _mae(job, kept, split.val) if len(split.val) else math.nan, kept)
+    _predict_test(job, k, split, parts.model)
+
+
+def _build(job: TrainingJob, k: int, split: FoldSplit) -> tuple[FoldParts, AgeLoss]:
+    """The fold's model (pretrained weights unless last.pt will replace them), optimiser, schedule, data
+    generator, weight average and loss, all seeded from `seed + k`."""
+    cfg, run, ctx = job.cfg, job.run, job.ctx
     ages = job.manifest["age"].to_numpy(np.float64)
     target_mean, target_std = float(ages[split.train].mean()), float(ages[split.train].std()) or 1.0
     resuming = run.last_path(k).exists()
@@ -93,42 +139,25 @@ def fit_fold(job: TrainingJob, k: int, split: FoldSplit) -> None:
     model.to(ctx.device)
     if ctx.device.type == "cuda":
         model.to(memory_format=torch.channels_last)
-    loss_fn = make_loss(cfg.loss, cfg.lambda1, cfg.lambda2, target_mean, target_std)
     optimizer = make_optimizer(model, cfg)
+    ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=True) if cfg.ema else None
     parts = FoldParts(model, optimizer, make_scheduler(optimizer, cfg),
-                      torch.Generator().manual_seed(cfg.seed + k))
-    state = FoldState()
-    if resuming:
-        state = _restore(run.last_path(k), parts, ctx)
-        log.info("fold %d: resuming after epoch %d, step %d", k, state.epochs_done, state.progress.step)
-    learner = Learner(_wrap(model, cfg, ctx), loss_fn, model.decode, optimizer)
-    checkpoint = _Checkpointer(run, k, parts, cfg)
-    for epoch in range(state.epochs_done, cfg.epochs):
-        if epoch > state.epochs_done and any_rank(job.stop_requested(), ctx):
-            raise RunInterruptedError(f"stopped after fold {k}, epoch {epoch} (saved); {job.resume_hint()}")
-        at_start = parts.generator.get_state()
-        progress = state.progress
-        batches = job.data.batches(split.train, cfg.batch_size, True, parts.generator, drop_last=True)
-        batches = itertools.islice(batches, progress.step, None)  # all drawn up front: skipping is exact
-        lr = optimizer.param_groups[0]["lr"]
-        plan = EpochPlan(batches, n_steps, f"fold {k}, epoch {epoch + 1}/{cfg.epochs}")
-        if train_epoch(learner, plan, progress, ctx, job.stop_requested):
-            checkpoint.last(at_start, epoch, state)
-            raise RunInterruptedError(f"stopped at {plan.label}, step {progress.step} (saved); "
-                                      f"{job.resume_hint()}")
-        val_mae = _mae(job, model, split.val) if len(split.val) else math.nan
-        parts.scheduler.step()
-        improved = not len(split.val) or val_mae < state.best_val_mae
-        if improved:
-            state.best_val_mae, state.best_epoch = val_mae, epoch + 1
-            checkpoint.best(epoch + 1, val_mae)
-        state.epochs_done, state.progress = epoch + 1, EpochProgress()
-        run.add_history(_history_row(k, epoch + 1, lr, progress, val_mae))  # a rerun of it replaces it
-        checkpoint.last(parts.generator.get_state(), epoch + 1, state)
-        log.info("%s: loss %.4f, train MAE %.2f, val MAE %.2f%s, %.0f img/s", plan.label,
-                 progress.means()["loss"], epoch_mae(progress), val_mae, " (best)" if improved else "",
-                 progress.images / max(progress.seconds, 1e-9))
-    _predict_test(job, k, split, model)
+                      torch.Generator().manual_seed(cfg.seed + k), ema)
+    return parts, make_loss(cfg.loss, cfg.lambda1, cfg.lambda2, target_mean, target_std)
+
+
+def _validate(job: TrainingJob, parts: FoldParts, split: FoldSplit) -> dict[str, float]:
+    """Validation MAE of the model (`val_mae`) and of its weight average (`val_mae_ema`, with --ema)."""
+    if not len(split.val):
+        return {"val_mae": math.nan, **({"val_mae_ema": math.nan} if parts.ema is not None else {})}
+    val = {"val_mae": _mae(job, parts.model, split.val)}
+    if parts.ema is not None:
+        val["val_mae_ema"] = _mae(job, parts.ema.module, split.val)
+    return val
+
+
+def _val_text(val: dict[str, float]) -> str:
+    return " (average ".join(f"{v:.2f}" for v in val.values()) + (")" if len(val) > 1 else "")
 
 
 def _wrap(model: AgeModel, cfg: TrainConfig, ctx: DistContext) -> nn.Module:
@@ -150,6 +179,8 @@ def _restore(path: Path, parts: FoldParts, ctx: DistContext) -> FoldState:
     parts.optimizer.load_state_dict(ckpt["optimizer"])
     parts.scheduler.load_state_dict(ckpt["scheduler"])
     parts.generator.set_state(ckpt["generator"])
+    if parts.ema is not None:
+        parts.ema.module.load_state_dict(ckpt["ema"])
     set_rng_state(ckpt["rng"])
     progress = EpochProgress(**ckpt["progress"])
     if not ctx.is_main:
@@ -177,38 +208,46 @@ class _Checkpointer:
                 "generator": generator_state, "rng": rng_state(), "progress": vars(state.progress).copy(),
                 "best_val_mae": state.best_val_mae, "best_epoch": state.best_epoch,
                 "config": self.cfg.to_dict(),  # what rebuilds the model, as best.pt carries it
+                **({"ema": parts.ema.module.state_dict()} if parts.ema is not None else {}),
             })
 
-    def best(self, epoch: int, val_mae: float) -> None:
-        """The model and the settings that rebuild it (backbone, loss, input size: `config`)."""
+    def best(self, epoch: int, val_mae: float, model: nn.Module) -> None:
+        """The weights that test the fold (`model`: the raw model or its average) and the settings that
+        rebuild it (backbone, loss, input size, flip: `config`)."""
         if self.run.writer:
             save_checkpoint(self.run.best_path(self.fold), {
-                "fold": self.fold, "epoch": epoch, "val_mae": val_mae, "model": self.parts.model.state_dict(),
-                "config": self.cfg.to_dict(),
+                "fold": self.fold, "epoch": epoch, "val_mae": val_mae, "model": model.state_dict(),
+                "config": self.cfg.to_dict(), "kept": self.cfg.keep,
             })
 
 
-def _mae(job: TrainingJob, model: AgeModel, rows: np.ndarray) -> float:
-    """MAE of the predictions on `rows` (every rank computes it, so all make the same best-model choice)."""
+def _predictions(job: TrainingJob, model: nn.Module, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The model's predictions on `rows`, with the run's test-time flip (as predict and export apply it)."""
     batches = job.data.batches(rows, job.cfg.batch_size, train=False, generator=torch.Generator())
+    return predict(model, batches, job.ctx.device, flip=job.cfg.tta_flip)  # type: ignore[arg-type]
+
+
+def _mae(job: TrainingJob, model: nn.Module, rows: np.ndarray) -> float:
+    """MAE of the predictions on `rows` (every rank computes it, so all make the same best-model choice)."""
     ages = job.manifest["age"].to_numpy(np.float64)[rows]
-    return float(np.abs(predict(model, model.decode, batches, job.ctx.device)["pred"] - ages).mean())
+    return float(np.abs(_predictions(job, model, rows)["pred"] - ages).mean())
 
 
-def _history_row(k: int, epoch: int, lr: float, progress: EpochProgress, val_mae: float) -> dict[str, Any]:
+def _history_row(k: int, epoch: int, lr: float, progress: EpochProgress,
+                 val: dict[str, float]) -> dict[str, Any]:
     terms = {name: value for name, value in progress.means().items() if name != "abs_err"}
-    return {"fold": k, "epoch": epoch, "lr": lr, **terms, "train_mae": epoch_mae(progress),
-            "val_mae": val_mae, "img_s": progress.images / max(progress.seconds, 1e-9),
-            "seconds": progress.seconds}
+    return {"fold": k, "epoch": epoch, "lr": lr, **terms, "train_mae": epoch_mae(progress), **val,
+            "img_s": progress.images / max(progress.seconds, 1e-9), "seconds": progress.seconds}
 
 
 def _predict_test(job: TrainingJob, k: int, split: FoldSplit, model: AgeModel) -> None:
     """Predict the test rows with best.pt's weights; writing the predictions marks the fold finished."""
     barrier(job.ctx)  # rank 0 has written best.pt
+    ages = job.manifest["age"].to_numpy(np.float64)[split.test]
+    last_mae = float(np.abs(_predictions(job, model, split.test)["pred"] - ages).mean())  # the last epoch's
     best = load_checkpoint(job.run.best_path(k))
     model.load_state_dict(best["model"])
-    batches = job.data.batches(split.test, job.cfg.batch_size, train=False, generator=torch.Generator())
-    out = predict(model, model.decode, batches, job.ctx.device)
+    out = _predictions(job, model, split.test)
     rows = job.manifest.iloc[split.test]
     table = pd.DataFrame({
         "path": rows["path"].to_numpy(), "age": rows["age"].to_numpy(), "age_std": rows["age_std"].to_numpy(),
@@ -216,5 +255,6 @@ def _predict_test(job: TrainingJob, k: int, split: FoldSplit, model: AgeModel) -
         "std": out["std"],
     })
     job.run.write_fold_predictions(k, table, out.get("probs"))
-    log.info("fold %d: test MAE %.3f on %d images (best.pt of epoch %s)", k,
-             float(np.abs(table["pred"] - table["age"]).mean()), len(table), best["epoch"])
+    log.info("fold %d: test MAE %.3f on %d images (best.pt: %s model of epoch %s); the last epoch's model: "
+             "%.3f", k, float(np.abs(table["pred"] - table["age"]).mean()), len(table),
+             best.get("kept", "best"), best["epoch"], last_mae)

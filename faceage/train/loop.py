@@ -19,12 +19,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from rich.progress import TextColumn
+from timm.utils import ModelEmaV3
 from torch import nn
 
 from faceage.core.console import log, progress_bar
 from faceage.core.errors import FaceageError
 from faceage.model.losses import AgeLoss
-from faceage.model.network import AgePrediction
+from faceage.model.network import AgeModel
 from faceage.train.distributed import DistContext, agree, shard
 
 SYNC_EVERY = 10
@@ -90,13 +91,14 @@ def _non_finite_error(where: str, step: int, local: tuple[int, float] | None) ->
 
 @dataclass(frozen=True)
 class Learner:
-    """What a training step needs: the module it calls (DDP and/or compiled), the loss, the decoder of its
-    outputs into ages (for the train MAE) and the optimiser."""
+    """What a training step needs: the module it calls (DDP and/or compiled), the model itself (its decoder
+    gives the train MAE; the weight average follows it), the loss, the optimiser and the average (or None)."""
 
     module: nn.Module
+    model: AgeModel
     loss_fn: AgeLoss
-    decode: Callable[[torch.Tensor], AgePrediction]
     optimizer: torch.optim.Optimizer
+    ema: ModelEmaV3 | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class EpochPlan:
     batches: Iterator[tuple[torch.Tensor, torch.Tensor]]
     n_steps: int
     label: str
+    steps_before: int = 0  # optimiser steps of the earlier epochs (the weight average's warm-up counts them)
 
 
 def train_epoch(learner: Learner, plan: EpochPlan, state: EpochProgress, ctx: DistContext,
@@ -116,7 +119,8 @@ def train_epoch(learner: Learner, plan: EpochPlan, state: EpochProgress, ctx: Di
     Updates `state` in place; returns True when every rank agreed to stop early (Ctrl-C). Raises
     FaceageError naming the step of a non-finite loss.
     """
-    model, loss_fn, decode, optimizer = learner.module, learner.loss_fn, learner.decode, learner.optimizer
+    model, loss_fn, optimizer = learner.module, learner.loss_fn, learner.optimizer
+    decode = learner.model.decode
     batches, n_steps, where = plan.batches, plan.n_steps, plan.label
     model.train()
     names: list[str] = []
@@ -136,6 +140,8 @@ def train_epoch(learner: Learner, plan: EpochPlan, state: EpochProgress, ctx: Di
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             optimizer.step()
+            if learner.ema is not None:
+                learner.ema.update(learner.model, step=plan.steps_before + state.step + 1)
             with torch.no_grad():
                 if not names:
                     names = list(terms)
@@ -184,17 +190,15 @@ def _status(sums: torch.Tensor, names: list[str], seen: int, ctx: DistContext, s
 
 
 @torch.no_grad()
-def predict(
-    model: nn.Module, decode: Callable[[torch.Tensor], AgePrediction],
-    batches: Iterator[tuple[torch.Tensor, torch.Tensor]], device: torch.device,
-) -> dict[str, np.ndarray]:
-    """pred, mean, std (and probs for a distribution head) of every image, in the order of `batches`."""
+def predict(model: AgeModel, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], device: torch.device,
+            flip: bool = False) -> dict[str, np.ndarray]:
+    """pred, mean, std (and probs for a distribution head) of every image, in the order of `batches`;
+    `flip` averages each image with its mirror (`AgeModel.predict`), as predict and export do."""
     model.eval()
     parts: dict[str, list[torch.Tensor]] = {}
     for x, _ in batches:
         with autocast(device):
-            outputs = model(x)
-        prediction = decode(outputs)
+            prediction = model.predict(x, flip)
         for name in ("pred", "mean", "std", "probs"):
             value = getattr(prediction, name)
             if value is not None:
