@@ -372,7 +372,7 @@ def test_timm_factory_options_reach_the_optimiser_and_the_lr_of_each_epoch() -> 
     torch.manual_seed(0)
     model, _ = build_model("test_efficientnet_gn", "mv")
     cfg = resolve_config(flags={**TINY, "optimizer": "adamw", "lr": 0.002, "weight_decay": 0.05,
-                                "no_decay_norm_bias": True, "layer_decay": 0.5, "schedule": "cosine",
+                                "decay_norm_bias": False, "layer_decay": 0.5, "schedule": "cosine",
                                 "warmup_epochs": 2, "min_lr": 1e-5, "epochs": 6})
     optimizer = make_optimizer(model, cfg)
     assert isinstance(optimizer, torch.optim.AdamW)

@@ -61,8 +61,8 @@ class TrainConfig:
     lr: float = _setting(0.001, "Learning rate.")
     momentum: float = _setting(0.9, "Momentum (sgd, nesterov).")
     weight_decay: float = _setting(0.0005, "Weight decay.")
-    no_decay_norm_bias: bool = _setting(False, "No weight decay on norm layers and biases (the paper decays "
-                                               "all).")
+    decay_norm_bias: bool = _setting(True, "Weight decay on norm layers and biases too (the paper's); "
+                                           "--no-decay-norm-bias spares them.")
     layer_decay: float | None = _setting(None, "Layer-wise lr decay of the backbone, e.g. 0.75 (head: 1).")
     schedule: str = _setting("step", "Learning-rate schedule: step or cosine.")
     step_size: int = _setting(15, "Epochs per lr step (step schedule).")

@@ -40,21 +40,21 @@ def check_optimizer(cfg: TrainConfig) -> str:
 
 def make_optimizer(model: AgeModel, cfg: TrainConfig) -> torch.optim.Optimizer:
     """The optimiser `cfg.optimizer` over the model's trainable parameters, with weight decay on all of them
-    unless `no_decay_norm_bias`, and the backbone's layers scaled by `layer_decay` (the head at 1) if set."""
+    unless not `decay_norm_bias`, and the backbone's layers scaled by `layer_decay` (the head at 1) if set."""
     name = check_optimizer(cfg)
     params: Any = model
     if cfg.layer_decay is not None:
         params = param_groups_layer_decay(model.backbone, cfg.weight_decay, layer_decay=cfg.layer_decay,
-                                          weight_decay_exclude_1d=cfg.no_decay_norm_bias)
+                                          weight_decay_exclude_1d=not cfg.decay_norm_bias)
         params += _head_groups(model, cfg)
     extra = {"momentum": cfg.momentum} if name in ("momentum", "nesterov", "sgd") else {}
     return create_optimizer_v2(params, name, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                               filter_bias_and_bn=cfg.no_decay_norm_bias, **extra)
+                               filter_bias_and_bn=not cfg.decay_norm_bias, **extra)
 
 
 def _head_groups(model: AgeModel, cfg: TrainConfig) -> list[dict[str, Any]]:
     """The age head at the full lr (layer decay scales the backbone only)."""
-    decay = [p for p in model.head.parameters() if p.ndim > 1 or not cfg.no_decay_norm_bias]
+    decay = [p for p in model.head.parameters() if p.ndim > 1 or cfg.decay_norm_bias]
     rest = [p for p in model.head.parameters() if all(p is not q for q in decay)]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay, "lr_scale": 1.0}]
     return groups + ([{"params": rest, "weight_decay": 0.0, "lr_scale": 1.0}] if rest else [])
