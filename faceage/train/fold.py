@@ -102,7 +102,7 @@ def fit_fold(job: TrainingJob, k: int, split: FoldSplit) -> None:
         state = _restore(run.last_path(k), parts, ctx)
         log.info("fold %d: resuming after epoch %d, step %d", k, state.epochs_done, state.progress.step)
     learner = Learner(_wrap(model, cfg, ctx), loss_fn, model.decode, optimizer)
-    checkpoint = _Checkpointer(run, k, parts, cfg)
+    checkpoint = _Checkpointer(run, k, parts, cfg, ctx.device)
     for epoch in range(state.epochs_done, cfg.epochs):
         if epoch > state.epochs_done and any_rank(job.stop_requested(), ctx):
             raise RunInterruptedError(f"stopped after fold {k}, epoch {epoch} (saved); {job.resume_hint()}")
@@ -150,7 +150,7 @@ def _restore(path: Path, parts: FoldParts, ctx: DistContext) -> FoldState:
     parts.optimizer.load_state_dict(ckpt["optimizer"])
     parts.scheduler.load_state_dict(ckpt["scheduler"])
     parts.generator.set_state(ckpt["generator"])
-    set_rng_state(ckpt["rng"])
+    set_rng_state(ckpt["rng"], ctx.device)
     progress = EpochProgress(**ckpt["progress"])
     if not ctx.is_main:
         progress = EpochProgress(step=progress.step)
@@ -165,6 +165,7 @@ class _Checkpointer:
     fold: int
     parts: FoldParts
     cfg: TrainConfig
+    device: torch.device
 
     def last(self, generator_state: torch.Tensor, epochs_done: int, state: FoldState) -> None:
         """Everything needed to continue after `epochs_done` epochs plus `state.progress.step` steps;
@@ -174,7 +175,7 @@ class _Checkpointer:
             save_checkpoint(self.run.last_path(self.fold), {
                 "fold": self.fold, "epochs_done": epochs_done, "model": parts.model.state_dict(),
                 "optimizer": parts.optimizer.state_dict(), "scheduler": parts.scheduler.state_dict(),
-                "generator": generator_state, "rng": rng_state(), "progress": vars(state.progress).copy(),
+                "generator": generator_state, "rng": rng_state(self.device), "progress": vars(state.progress).copy(),
                 "best_val_mae": state.best_val_mae, "best_epoch": state.best_epoch,
             })
 
