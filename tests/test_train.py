@@ -122,9 +122,9 @@ def test_resume_and_ctrl_c_reach_the_uninterrupted_result(
     tiny_data: Data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     straight, pieces = tmp_path / "straight", tmp_path / "pieces"
-    _train(tiny_data, straight, epochs=4)
+    _train(tiny_data, straight, epochs=4, keep_last=True)
 
-    _train(tiny_data, pieces, epochs=2)  # 2 epochs, both folds finished ...
+    _train(tiny_data, pieces, epochs=2, keep_last=True)  # 2 epochs, both folds finished, last.pt kept ...
     steps = _count_optimizer_steps(monkeypatch)
     _press_ctrl_c_when(monkeypatch, lambda: steps[0] >= 2)  # ... then 2 more: Ctrl-C in epoch 3
     with pytest.raises(RunInterruptedError, match=r"fold 0, epoch 3/4, step 2 \(saved\).*--resume"):
@@ -251,15 +251,20 @@ def test_a_later_fold_too_small_for_the_batch_is_refused_before_training(
     assert not (tmp_path / "run" / "fold0").exists()
 
 
+def _torchrun(data: Data, out: Path, processes: int = 2) -> subprocess.CompletedProcess[str]:
+    """`faceage train` on fold 0 of the tiny data in `processes` DDP processes (gloo), keeping last.pt."""
+    flags = [f"--{name.replace('_', '-')}={value}" for name, value in {**TINY, "fold": 0}.items()]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+               "-m", "faceage", "train", *flags, "--keep-last", f"--images={data[0]}",
+               f"--manifest={data[1]}", f"--out={out}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "500"}  # messages on one line each
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
 def test_ddp_on_two_cpu_processes_matches_one_process(tiny_data: Data, tmp_path: Path) -> None:
     single, ddp = tmp_path / "single", tmp_path / "ddp"
-    _train(tiny_data, single, fold=0)
-    flags = [f"--{name.replace('_', '-')}={value}" for name, value in {**TINY, "fold": 0}.items()]
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "-m", "faceage", "train", *flags, f"--images={tiny_data[0]}", f"--manifest={tiny_data[1]}",
-               f"--out={ddp}"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    _train(tiny_data, single, fold=0, keep_last=True)
+    done = _torchrun(tiny_data, ddp)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (done.stdout + done.stderr).count("test folds of") == 1  # rank 0 alone prints the table
     a, b = _params(single), _params(ddp)
@@ -272,9 +277,48 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tiny_data: Data, tmp_path:
 
 def test_each_rank_keeps_its_contiguous_shard_of_the_global_batch() -> None:
     batch = torch.arange(8)
-    ranks = [shard(batch, DistContext(rank, 2, torch.device("cpu"))) for rank in (0, 1)]
+    ranks = [shard(batch, DistContext(rank, 2, torch.device("cpu"), distributed=True)) for rank in (0, 1)]
     assert [r.tolist() for r in ranks] == [[0, 1, 2, 3], [4, 5, 6, 7]]
     assert shard(batch, DistContext(0, 1, torch.device("cpu"))) is batch
+
+
+def test_a_failed_checkpoint_write_on_rank_0_stops_every_rank(tiny_data: Data, tmp_path: Path) -> None:
+    """best.pt cannot be written (a folder is in its place): rank 0 fails when the write is checked, and
+    rank 1 learns it at the same checkpoint and fails too, instead of waiting for rank 0 for an hour."""
+    out = tmp_path / "ddp"
+    (out / "fold0" / "best.pt").mkdir(parents=True)
+    done = _torchrun(tiny_data, out)
+    text = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert f"{out / 'fold0' / 'best.pt'}: cannot write the checkpoint" in text  # rank 0
+    assert "another process of the job failed while saving fold 0's checkpoint" in text  # rank 1
+
+
+def test_a_finished_fold_keeps_best_pt_and_predictions_and_drops_last_pt(tiny_data: Data,
+                                                                         tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    _train(tiny_data, out, fold=0, epochs=1)
+    assert sorted(p.name for p in (out / "fold0").iterdir()) == ["best.pt", "distributions.npz",
+                                                                "predictions.csv"]
+    kept = tmp_path / "kept"
+    _train(tiny_data, kept, fold=0, epochs=1, keep_last=True)
+    assert load_checkpoint(kept / "fold0" / "last.pt")["epochs_done"] == 1
+
+
+def test_more_epochs_without_last_pt_train_the_fold_again_to_the_same_result(
+    tiny_data: Data, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    straight, again = tmp_path / "straight", tmp_path / "again"
+    _train(tiny_data, straight, fold=0, epochs=2)
+    _train(tiny_data, again, fold=0, epochs=1)  # last.pt dropped
+    _train(tiny_data, again, resume=True, fold=0, epochs=2)
+    assert "its last.pt was not kept (keep_last: false); training it again from the start" in caplog.text
+    a, b = _params(straight, name="best.pt"), _params(again, name="best.pt")
+    assert all(torch.equal(a[name], b[name]) for name in a)
+    pd.testing.assert_frame_equal(pd.read_csv(straight / "predictions.csv"),
+                                  pd.read_csv(again / "predictions.csv"))
+    pd.testing.assert_frame_equal(_without_timing(pd.read_csv(straight / "history.csv")),
+                                  _without_timing(pd.read_csv(again / "history.csv")))
 
 
 @pytest.fixture(scope="session")

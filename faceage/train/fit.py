@@ -23,7 +23,14 @@ from faceage.model.network import input_norm
 from faceage.train.batches import DeviceImages
 from faceage.train.cache import open_cache
 from faceage.train.config import TrainConfig
-from faceage.train.distributed import DistContext, any_rank, barrier, cleanup_distributed, setup_distributed
+from faceage.train.distributed import (
+    DistContext,
+    agree_on_failure,
+    any_rank,
+    barrier,
+    cleanup_distributed,
+    setup_distributed,
+)
 from faceage.train.fold import RunInterruptedError, TrainingJob, fit_fold
 from faceage.train.loop import stop_on_ctrl_c
 from faceage.train.runs import RunFolder
@@ -74,8 +81,9 @@ def run_training(cfg: TrainConfig) -> TrainResult:
                                f"processes; choose a multiple of {ctx.world_size}.")
         todo = [k for k in folds if not run.fold_finished(k, cfg.epochs)]
         barrier(ctx)  # every rank has read the run folder before rank 0 writes into it
-        run.check_manifest(cfg.manifest_path())
-        run.start(cfg)
+        with agree_on_failure(ctx, "starting the run folder"):
+            run.check_manifest(cfg.manifest_path())
+            run.start(cfg)
         log.info("run %s: %s, %s loss, folds %s from %s on %s × %d", run.root, cfg.backbone, cfg.loss, folds,
                  cfg.manifest_path(), ctx.device, ctx.world_size)
         if todo:
@@ -114,9 +122,9 @@ def _load_images(cfg: TrainConfig, manifest: pd.DataFrame, ctx: DistContext) -> 
     norm = input_norm(cfg.backbone)  # an unknown backbone is refused before the images are decoded
     paths = manifest["path"].astype(str).tolist()
     root = Path(str(cfg.images))
-    if ctx.is_main:
-        images = open_cache(root, paths, size=cfg.resize, workers=cfg.workers)
-    barrier(ctx)
+    with agree_on_failure(ctx, "building the image cache"):  # the others wait for it, then read it
+        if ctx.is_main:
+            images = open_cache(root, paths, size=cfg.resize, workers=cfg.workers)
     if not ctx.is_main:
         images = open_cache(root, paths, size=cfg.resize, workers=cfg.workers)
     return DeviceImages(images, manifest["age"].to_numpy(np.float32), ctx.device, crop=cfg.img_size,

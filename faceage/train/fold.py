@@ -3,6 +3,9 @@ is one), keep the best epoch on validation in best.pt, then predict the fold's t
 
 Each fold is seeded from `seed + fold` (model initialisation, data order, crops, flips); its state is
 checkpointed every epoch (and at Ctrl-C), so a resumed fold computes what an uninterrupted one would have.
+Checkpoints are written from CPU copies on a background thread while the next epoch trains; the ranks of a
+DDP job agree at each checkpoint whether rank 0's writing failed. A finished fold keeps best.pt and its
+predictions; its last.pt (twice the size: the optimiser's momentum) only with `keep_last`.
 """
 
 from __future__ import annotations
@@ -23,12 +26,12 @@ from torch.nn.parallel import DistributedDataParallel
 from faceage.core.console import log
 from faceage.core.errors import FaceageError
 from faceage.manifest.protocols import FoldSplit
-from faceage.model.checkpoint import load_checkpoint, save_checkpoint
+from faceage.model.checkpoint import CheckpointWriter, load_checkpoint
 from faceage.model.losses import make_loss
 from faceage.model.network import AgeModel, build_model
 from faceage.train.batches import DeviceImages, num_batches
 from faceage.train.config import TrainConfig
-from faceage.train.distributed import DistContext, any_rank, barrier
+from faceage.train.distributed import DistContext, agree_on_failure, any_rank
 from faceage.train.loop import EpochPlan, EpochProgress, Learner, epoch_mae, predict, train_epoch
 from faceage.train.optim import make_optimizer, make_scheduler
 from faceage.train.rng import rng_state, set_rng_state
@@ -101,33 +104,40 @@ def fit_fold(job: TrainingJob, k: int, split: FoldSplit) -> None:
     if resuming:
         state = _restore(run.last_path(k), parts, ctx)
         log.info("fold %d: resuming after epoch %d, step %d", k, state.epochs_done, state.progress.step)
+    elif k in run.predicted_folds():
+        log.warning("fold %d: trained to fewer epochs before, and its last.pt was not kept (keep_last: "
+                    "false); training it again from the start", k)
     learner = Learner(_wrap(model, cfg, ctx), loss_fn, model.decode, optimizer)
-    checkpoint = _Checkpointer(run, k, parts, cfg, ctx.device)
-    for epoch in range(state.epochs_done, cfg.epochs):
-        if epoch > state.epochs_done and any_rank(job.stop_requested(), ctx):
-            raise RunInterruptedError(f"stopped after fold {k}, epoch {epoch} (saved); {job.resume_hint()}")
-        at_start = parts.generator.get_state()
-        progress = state.progress
-        batches = job.data.batches(split.train, cfg.batch_size, True, parts.generator, drop_last=True)
-        batches = itertools.islice(batches, progress.step, None)  # all drawn up front: skipping is exact
-        lr = optimizer.param_groups[0]["lr"]
-        plan = EpochPlan(batches, n_steps, f"fold {k}, epoch {epoch + 1}/{cfg.epochs}")
-        if train_epoch(learner, plan, progress, ctx, job.stop_requested):
-            checkpoint.last(at_start, epoch, state)
-            raise RunInterruptedError(f"stopped at {plan.label}, step {progress.step} (saved); "
-                                      f"{job.resume_hint()}")
-        val_mae = _mae(job, model, split.val) if len(split.val) else math.nan
-        parts.scheduler.step()
-        improved = not len(split.val) or val_mae < state.best_val_mae
-        if improved:
-            state.best_val_mae, state.best_epoch = val_mae, epoch + 1
-            checkpoint.best(epoch + 1, val_mae)
-        state.epochs_done, state.progress = epoch + 1, EpochProgress()
-        run.add_history(_history_row(k, epoch + 1, lr, progress, val_mae))  # a rerun of it replaces it
-        checkpoint.last(parts.generator.get_state(), epoch + 1, state)
-        log.info("%s: loss %.4f, train MAE %.2f, val MAE %.2f%s, %.0f img/s", plan.label,
-                 progress.means()["loss"], epoch_mae(progress), val_mae, " (best)" if improved else "",
-                 progress.images / max(progress.seconds, 1e-9))
+    with CheckpointWriter() as writer:
+        checkpoint = _Checkpointer(job, k, parts, writer)
+        for epoch in range(state.epochs_done, cfg.epochs):
+            if epoch > state.epochs_done and any_rank(job.stop_requested(), ctx):
+                checkpoint.finish()
+                raise RunInterruptedError(f"stopped after fold {k}, epoch {epoch} (saved); "
+                                          f"{job.resume_hint()}")
+            at_start = parts.generator.get_state()
+            progress = state.progress
+            batches = job.data.batches(split.train, cfg.batch_size, True, parts.generator, drop_last=True)
+            batches = itertools.islice(batches, progress.step, None)  # all drawn up front: skipping is exact
+            lr = optimizer.param_groups[0]["lr"]
+            plan = EpochPlan(batches, n_steps, f"fold {k}, epoch {epoch + 1}/{cfg.epochs}")
+            if train_epoch(learner, plan, progress, ctx, job.stop_requested):
+                checkpoint.save(at_start, epoch, state)
+                checkpoint.finish()
+                raise RunInterruptedError(f"stopped at {plan.label}, step {progress.step} (saved); "
+                                          f"{job.resume_hint()}")
+            val_mae = _mae(job, model, split.val) if len(split.val) else math.nan
+            parts.scheduler.step()
+            improved = not len(split.val) or val_mae < state.best_val_mae
+            if improved:
+                state.best_val_mae, state.best_epoch = val_mae, epoch + 1
+            state.epochs_done, state.progress = epoch + 1, EpochProgress()
+            checkpoint.save(parts.generator.get_state(), epoch + 1, state, best=improved,
+                            history=_history_row(k, epoch + 1, lr, progress, val_mae))
+            log.info("%s: loss %.4f, train MAE %.2f, val MAE %.2f%s, %.0f img/s", plan.label,
+                     progress.means()["loss"], epoch_mae(progress), val_mae, " (best)" if improved else "",
+                     progress.images / max(progress.seconds, 1e-9))
+        checkpoint.finish()
     _predict_test(job, k, split, model)
 
 
@@ -159,33 +169,45 @@ def _restore(path: Path, parts: FoldParts, ctx: DistContext) -> FoldState:
 
 @dataclass(frozen=True)
 class _Checkpointer:
-    """Writes a fold's last.pt and best.pt (rank 0 only; atomic, so a crash keeps the previous file)."""
+    """Writes a fold's last.pt, best.pt and history rows (rank 0 only; files atomic, so a crash keeps the
+    previous one). Every rank calls `save` and `finish` at the same points: they are where the ranks agree
+    whether the writing failed."""
 
-    run: RunFolder
+    job: TrainingJob
     fold: int
     parts: FoldParts
-    cfg: TrainConfig
-    device: torch.device
+    writer: CheckpointWriter
 
-    def last(self, generator_state: torch.Tensor, epochs_done: int, state: FoldState) -> None:
-        """Everything needed to continue after `epochs_done` epochs plus `state.progress.step` steps;
-        `generator_state` is the generator at the start of the epoch in progress."""
-        if self.run.writer:
-            parts = self.parts
-            save_checkpoint(self.run.last_path(self.fold), {
-                "fold": self.fold, "epochs_done": epochs_done, "model": parts.model.state_dict(),
+    def save(self, generator_state: torch.Tensor, epochs_done: int, state: FoldState, best: bool = False,
+             history: dict[str, Any] | None = None) -> None:
+        """last.pt: everything needed to continue after `epochs_done` epochs plus `state.progress.step`
+        steps (`generator_state` is the generator at the start of the epoch in progress); with `best`, also
+        best.pt: the model and the settings that rebuild it (backbone, loss, input size: `config`). The
+        files are written in the background; a failure of the previous write raises here."""
+        job, parts, run = self.job, self.parts, self.job.run
+        with agree_on_failure(job.ctx, f"saving fold {self.fold}'s checkpoint"):
+            if not run.writer:
+                return
+            if history is not None:
+                run.add_history(history)  # a rerun of the epoch replaces its row
+            model = parts.model.state_dict()
+            files = [(run.best_path(self.fold), {
+                "fold": self.fold, "epoch": state.best_epoch, "val_mae": state.best_val_mae, "model": model,
+                "config": job.cfg.to_dict(),
+            })] if best else []
+            files.append((run.last_path(self.fold), {
+                "fold": self.fold, "epochs_done": epochs_done, "model": model,
                 "optimizer": parts.optimizer.state_dict(), "scheduler": parts.scheduler.state_dict(),
-                "generator": generator_state, "rng": rng_state(self.device), "progress": vars(state.progress).copy(),
-                "best_val_mae": state.best_val_mae, "best_epoch": state.best_epoch,
-            })
+                "generator": generator_state, "rng": rng_state(job.ctx.device),
+                "progress": vars(state.progress), "best_val_mae": state.best_val_mae,
+                "best_epoch": state.best_epoch,
+            }))
+            self.writer.save(files)
 
-    def best(self, epoch: int, val_mae: float) -> None:
-        """The model and the settings that rebuild it (backbone, loss, input size: `config`)."""
-        if self.run.writer:
-            save_checkpoint(self.run.best_path(self.fold), {
-                "fold": self.fold, "epoch": epoch, "val_mae": val_mae, "model": self.parts.model.state_dict(),
-                "config": self.cfg.to_dict(),
-            })
+    def finish(self) -> None:
+        """Wait until rank 0's files are on disk (every rank returns only then), or all raise its error."""
+        with agree_on_failure(self.job.ctx, f"saving fold {self.fold}'s checkpoint"):
+            self.writer.wait()
 
 
 def _mae(job: TrainingJob, model: AgeModel, rows: np.ndarray) -> float:
@@ -203,8 +225,8 @@ def _history_row(k: int, epoch: int, lr: float, progress: EpochProgress, val_mae
 
 
 def _predict_test(job: TrainingJob, k: int, split: FoldSplit, model: AgeModel) -> None:
-    """Predict the test rows with best.pt's weights; writing the predictions marks the fold finished."""
-    barrier(job.ctx)  # rank 0 has written best.pt
+    """Predict the test rows with best.pt's weights (on disk: `finish` returned on every rank); writing the
+    predictions marks the fold finished, and its last.pt goes unless `keep_last`."""
     best = load_checkpoint(job.run.best_path(k))
     model.load_state_dict(best["model"])
     batches = job.data.batches(split.test, job.cfg.batch_size, train=False, generator=torch.Generator())
@@ -215,6 +237,9 @@ def _predict_test(job: TrainingJob, k: int, split: FoldSplit, model: AgeModel) -
         "subject": rows["subject"].to_numpy(), "fold": k, "pred": out["pred"], "mean": out["mean"],
         "std": out["std"],
     })
-    job.run.write_fold_predictions(k, table, out.get("probs"))
+    with agree_on_failure(job.ctx, f"writing fold {k}'s predictions"):
+        job.run.write_fold_predictions(k, table, out.get("probs"))
+        if not job.cfg.keep_last:
+            job.run.drop_last(k)
     log.info("fold %d: test MAE %.3f on %d images (best.pt of epoch %s)", k,
              float(np.abs(table["pred"] - table["age"]).mean()), len(table), best["epoch"])
