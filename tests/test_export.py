@@ -104,3 +104,23 @@ def test_large_weights_go_beside_the_graph(trained_run: Path, tmp_path: Path,  #
     with pytest.raises(FaceageError, match="nothing was written"):
         export_onnx(trained_run, tmp_path / "out" / "refused.onnx", fold=0)
     assert sorted(p.name for p in target.parent.iterdir()) == ["big.onnx", "big.onnx.data"]
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider'")
+def test_the_cuda_difference_never_comes_from_a_cpu_fallback(trained_run: Path, tmp_path: Path,  # noqa: F811
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """onnxruntime lists its CUDA provider but falls back to the CPU (its CUDA libraries did not load):
+    the export still passes on the CPU, reports no CUDA figure and says why; the estimator names the
+    provider it runs on."""
+    import faceage.align.detect.onnx as onnx_module
+
+    monkeypatch.setattr(onnx_module, "available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    result = export_onnx(trained_run, tmp_path / "m.onnx", fold=0)
+    assert result.cuda_max_abs_diff is None and result.max_abs_diff < PARITY_TOLERANCE
+    assert "CUDA provider did not start" in caplog.text and "difference is not reported" in caplog.text
+    estimator = load_estimator(tmp_path / "m.onnx", device="auto")
+    assert isinstance(estimator, OnnxEstimator) and estimator.provider == "CPUExecutionProvider"
+    with pytest.raises(FaceageError, match="CUDA provider did not start"):
+        load_estimator(tmp_path / "m.onnx", device="cuda")
