@@ -147,8 +147,8 @@ def _count_optimizer_steps(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     count = [0]
     make = fold_module.make_optimizer
 
-    def counting(model: torch.nn.Module, cfg: Any) -> torch.optim.Optimizer:
-        optimizer = make(model, cfg)
+    def counting(model: torch.nn.Module, cfg: Any, device: torch.device) -> torch.optim.Optimizer:
+        optimizer = make(model, cfg, device)
         optimizer.register_step_post_hook(lambda *_: count.__setitem__(0, count[0] + 1))
         return optimizer
 

@@ -19,6 +19,7 @@ from faceage.core.errors import FaceageError
 from faceage.evaluate.metrics import FoldStats, per_fold, summarize_folds
 from faceage.manifest.protocols import fold_ids, split_for_fold
 from faceage.manifest.read import read_manifest
+from faceage.model.device import autotune_convolutions
 from faceage.model.network import input_norm
 from faceage.train.batches import DeviceImages
 from faceage.train.cache import open_cache
@@ -64,6 +65,7 @@ def results_table(result: TrainResult) -> Table:
 def run_training(cfg: TrainConfig) -> TrainResult:
     """Train the folds `cfg` names into its run folder (cfg resolved by `runs.resolve_run_config`)."""
     ctx = setup_distributed(cfg.device)
+    autotune_convolutions(ctx.device)
     run = RunFolder(cfg.run_dir(), writer=ctx.is_main)
     try:
         if cfg.images is None:

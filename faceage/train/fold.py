@@ -33,7 +33,7 @@ from faceage.train.batches import DeviceImages, num_batches
 from faceage.train.config import TrainConfig
 from faceage.train.distributed import DistContext, agree_on_failure, any_rank
 from faceage.train.loop import EpochPlan, EpochProgress, Learner, epoch_mae, predict, train_epoch
-from faceage.train.optim import make_optimizer, make_scheduler
+from faceage.train.optim import load_optimizer_state, make_optimizer, make_scheduler
 from faceage.train.rng import rng_state, set_rng_state
 from faceage.train.runs import RunFolder
 
@@ -97,7 +97,7 @@ def fit_fold(job: TrainingJob, k: int, split: FoldSplit) -> None:
     if ctx.device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     loss_fn = make_loss(cfg.loss, cfg.lambda1, cfg.lambda2, target_mean, target_std)
-    optimizer = make_optimizer(model, cfg)
+    optimizer = make_optimizer(model, cfg, ctx.device)
     parts = FoldParts(model, optimizer, make_scheduler(optimizer, cfg),
                       torch.Generator().manual_seed(cfg.seed + k))
     state = FoldState()
@@ -136,7 +136,7 @@ def fit_fold(job: TrainingJob, k: int, split: FoldSplit) -> None:
                             history=_history_row(k, epoch + 1, lr, progress, val_mae))
             log.info("%s: loss %.4f, train MAE %.2f, val MAE %.2f%s, %.0f img/s", plan.label,
                      progress.means()["loss"], epoch_mae(progress), val_mae, " (best)" if improved else "",
-                     progress.images / max(progress.seconds, 1e-9))
+                     progress.img_s())
         checkpoint.finish()
     _predict_test(job, k, split, model)
 
@@ -157,7 +157,7 @@ def _restore(path: Path, parts: FoldParts, ctx: DistContext) -> FoldState:
     only, because the end of the epoch adds the ranks' meters together."""
     ckpt = load_checkpoint(path)
     parts.model.load_state_dict(ckpt["model"])
-    parts.optimizer.load_state_dict(ckpt["optimizer"])
+    load_optimizer_state(parts.optimizer, ckpt["optimizer"])
     parts.scheduler.load_state_dict(ckpt["scheduler"])
     parts.generator.set_state(ckpt["generator"])
     set_rng_state(ckpt["rng"], ctx.device)
@@ -220,7 +220,7 @@ def _mae(job: TrainingJob, model: AgeModel, rows: np.ndarray) -> float:
 def _history_row(k: int, epoch: int, lr: float, progress: EpochProgress, val_mae: float) -> dict[str, Any]:
     terms = {name: value for name, value in progress.means().items() if name != "abs_err"}
     return {"fold": k, "epoch": epoch, "lr": lr, **terms, "train_mae": epoch_mae(progress),
-            "val_mae": val_mae, "img_s": progress.images / max(progress.seconds, 1e-9),
+            "val_mae": val_mae, "img_s": progress.img_s(),
             "seconds": progress.seconds}
 
 
