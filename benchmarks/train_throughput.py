@@ -18,8 +18,8 @@ with a head start.
     python benchmarks/train_throughput.py --device cuda --backbone resnet50 --batch-size 256 --compile
 
 Without `--images DIR` it writes a temporary folder of aligned-like JPEGs at `--resize` px from the UTKFace
-chips in ../shared/data/utkface (already aligned faces) and deletes it afterwards. Ages are synthetic:
-labels do not change the cost of a step.
+chips in ../shared/data/utkface (already aligned faces; FACEAGE_SHARED overrides ../shared) and deletes it
+afterwards. Ages are synthetic: labels do not change the cost of a step.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ from faceage.train.distributed import DistContext
 from faceage.train.loop import EpochPlan, EpochProgress, Learner, autocast, train_epoch
 from faceage.train.optim import make_optimizer
 
-UTKFACE = Path(__file__).resolve().parents[2] / "shared" / "data" / "utkface"
+SHARED = Path(os.environ.get("FACEAGE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+UTKFACE = SHARED / "data" / "utkface"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 Batches = Iterator[tuple[Tensor, Tensor]]
 PREFETCH_FACTOR = 2  # DataLoader batches queued per worker (torch's default, stated here)

@@ -101,6 +101,17 @@ def test_the_head_runs_in_fp32_under_bf16_autocast(loss: str) -> None:
     assert torch.equal(out, expected)
 
 
+@pytest.mark.cuda
+def test_the_head_runs_in_fp32_under_cuda_bf16_autocast() -> None:
+    model = build_model("resnet18", "mv")[0].cuda().eval()
+    x = torch.randn(2, 3, 64, 64, device="cuda")
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        out, features = model(x), model.backbone(x)
+    assert features.dtype == torch.bfloat16 and out.dtype == torch.float32
+    with torch.no_grad():
+        torch.testing.assert_close(out, model.head(features.float()))
+
+
 def test_regression_decode_destandardises() -> None:
     model, _ = build_model("resnet18", "l2", target_mean=40.0, target_std=10.0)
     pred = model.decode(torch.tensor([0.25, -1.0, 0.149]))

@@ -50,6 +50,23 @@ def test_sgd_is_fused_on_cuda_only_and_a_resume_keeps_the_devices_choice() -> No
     assert len(on_cpu.state) == 2 and on_cpu.param_groups[0]["lr"] == TrainConfig().lr
 
 
+@pytest.mark.cuda
+def test_fused_sgd_steps_like_the_plain_one_on_a_gpu() -> None:
+    torch.manual_seed(0)
+    models = [nn.Linear(64, 101).cuda() for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    optimizers = [make_optimizer(models[0], TrainConfig(), torch.device("cuda")),
+                  torch.optim.SGD(models[1].parameters(), lr=0.001, momentum=0.9, weight_decay=0.0005)]
+    assert optimizers[0].defaults["fused"] is True
+    x = torch.randn(8, 64, device="cuda")
+    for _ in range(3):
+        for model, optimizer in zip(models, optimizers, strict=True):
+            optimizer.zero_grad()
+            model(x).square().mean().backward()
+            optimizer.step()
+    torch.testing.assert_close(models[0].weight, models[1].weight)
+
+
 def test_the_gpu_recipes_compile_and_the_cpu_demo_does_not() -> None:
     compiled = {recipe.stem: resolve_config(recipe).compile for recipe in sorted(PIPELINES.glob("*.yaml"))}
     assert compiled.pop("demo-morph_subset-lite0") is False

@@ -321,6 +321,26 @@ def test_more_epochs_without_last_pt_train_the_fold_again_to_the_same_result(
                                   _without_timing(pd.read_csv(again / "history.csv")))
 
 
+@pytest.mark.cuda
+def test_a_cuda_run_streamed_from_pinned_memory_matches_a_resident_one(
+    tiny_data: Data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """bf16, channels_last, cuDNN autotuning, fused SGD and the background checkpoint writer on a GPU; the
+    images streamed through the side stream give the run the resident images give."""
+    import faceage.train.batches as batches_module
+
+    resident, streamed = tmp_path / "resident", tmp_path / "streamed"
+    _train(tiny_data, resident, fold=0, device="cuda", keep_last=True)
+    monkeypatch.setattr(batches_module, "_fits", lambda nbytes, device: False)
+    _train(tiny_data, streamed, fold=0, device="cuda", keep_last=True)
+    assert "resident on cuda" in caplog.text and "streamed to cuda" in caplog.text
+    a, b = _params(resident), _params(streamed)
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-3, atol=1e-4, msg=name)
+    history = pd.read_csv(streamed / "history.csv")
+    assert len(history) == 2 and (history["img_s"] > 0).all()
+
+
 @pytest.fixture(scope="session")
 def morph_aligned(morph_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Data:
     """(aligned folder, SE manifest) of every 5th morph_subset image (607 faces), via the CLI stages."""

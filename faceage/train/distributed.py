@@ -61,6 +61,7 @@ def setup_distributed(device: str) -> DistContext:
         )
     if rank != 0:
         log.setLevel(logging.ERROR)  # rank 0 speaks for the job
+    log.info("%d process(es) in a %s process group on %s", world, dist.get_backend(), dev.type)
     return DistContext(rank, world, dev, distributed=True)
 
 
