@@ -12,6 +12,15 @@ SHARED = Path(os.environ.get("FACEAGE_SHARED", REPO.parent / "shared"))
 DATA = SHARED / "data"
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked `cuda` run only where torch sees a GPU (benchmarks/gpu_check.py runs them there)."""
+    if item.get_closest_marker("cuda") is not None:
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip("needs a CUDA GPU")
+
+
 def _need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"test data not found at {path} (set FACEAGE_SHARED to the folder with data/, models/)")

@@ -252,11 +252,16 @@ def test_every_index_once_per_epoch_shuffled_and_drop_last() -> None:
 
 
 def test_streamed_from_host_equals_resident() -> None:
+    """Every batch count around the copy-ahead depth: 21 batches down to one, and a subset of rows."""
     images, ages = _noise(21, 9), np.arange(21) + 0.5
     resident = DeviceImages(images, ages, CPU, crop=5, **NORM, resident=True)
     streamed = DeviceImages(images, ages, CPU, crop=5, **NORM, resident=False)
+    every, subset = np.arange(21), np.array([17, 3, 8, 20, 0])
     for train in (True, False):
-        assert _same(_epoch(resident, np.arange(21), 4, train), _epoch(streamed, np.arange(21), 4, train))
+        for rows, bs in ((every, 1), (every, 4), (every, 8), (subset, 2), (subset, 32)):
+            got = _epoch(streamed, rows, 4, train, bs)
+            assert len(got) == -(-len(rows) // bs)
+            assert _same(_epoch(resident, rows, 4, train, bs), got)
 
 
 def test_batches_from_the_real_cache(chips: tuple[Path, list[str]]) -> None:
@@ -278,12 +283,14 @@ def test_bad_crop_and_indices_are_refused() -> None:
         _epoch(data, np.array([0, 4]), seed=0)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_resident_and_pinned_streaming_equal_the_cpu_batches() -> None:
+@pytest.mark.cuda
+@pytest.mark.parametrize("bs", [3, 8, 64])
+def test_cuda_resident_and_pinned_streaming_equal_the_cpu_batches(bs: int) -> None:
+    """Streamed: pinned batches copied on a side stream up to two ahead, each waited for before use."""
     images, ages = _noise(40, 12, seed=4), np.arange(40) * 1.5
-    expected = _epoch(DeviceImages(images, ages, CPU, crop=9, **NORM), np.arange(40), seed=2)
+    expected = _epoch(DeviceImages(images, ages, CPU, crop=9, **NORM), np.arange(40), seed=2, bs=bs)
     for resident in (True, False):
         data = DeviceImages(images, ages, torch.device("cuda"), crop=9, **NORM, resident=resident)
-        got = _epoch(data, np.arange(40), seed=2)
+        got = _epoch(data, np.arange(40), seed=2, bs=bs)
         assert all(x.is_cuda and x.is_contiguous(memory_format=torch.channels_last) for x, _ in got)
         assert _same(expected, [(x.cpu().contiguous(), a.cpu()) for x, a in got])

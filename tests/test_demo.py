@@ -52,11 +52,12 @@ def test_demo_runs_every_stage_and_resumes(morph_dir: Path, tmp_path: Path,
     assert len(list((out / "drawn").iterdir())) == 8
     assert len(pd.read_csv(out / "predict.csv")) >= 8
 
-    trained = (out / "run" / "fold0" / "last.pt").stat().st_mtime_ns
+    assert not (out / "run" / "fold0" / "last.pt").exists()  # a finished fold keeps best.pt only
+    trained = (out / "run" / "fold0" / "best.pt").stat().st_mtime_ns
     aligned = (out / "aligned" / "faces.csv").read_bytes()
     second = CliRunner().invoke(app, args)
     assert second.exit_code == 0, second.output
-    assert (out / "run" / "fold0" / "last.pt").stat().st_mtime_ns == trained  # the finished fold is skipped
+    assert (out / "run" / "fold0" / "best.pt").stat().st_mtime_ns == trained  # the finished fold is skipped
     assert (out / "aligned" / "faces.csv").read_bytes() == aligned  # nothing realigned
 
 

@@ -124,3 +124,23 @@ def test_the_test_time_flip_survives_export(trained_run: Path, tmp_path: Path) -
     got = flipped.estimate(x).probs
     assert got is not None and np.abs(got - ((plain + mirrored) / 2).numpy()).max() < PARITY_TOLERANCE
     assert np.abs(plain - mirrored).max() > 1e-3  # the mirror really is another input
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider'")
+def test_the_cuda_difference_never_comes_from_a_cpu_fallback(trained_run: Path, tmp_path: Path,  # noqa: F811
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """onnxruntime lists its CUDA provider but falls back to the CPU (its CUDA libraries did not load):
+    the export still passes on the CPU, reports no CUDA figure and says why; the estimator names the
+    provider it runs on."""
+    import faceage.align.detect.onnx as onnx_module
+
+    monkeypatch.setattr(onnx_module, "available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    result = export_onnx(trained_run, tmp_path / "m.onnx", fold=0)
+    assert result.cuda_max_abs_diff is None and result.max_abs_diff < PARITY_TOLERANCE
+    assert "CUDA provider did not start" in caplog.text and "difference is not reported" in caplog.text
+    estimator = load_estimator(tmp_path / "m.onnx", device="auto")
+    assert isinstance(estimator, OnnxEstimator) and estimator.provider == "CPUExecutionProvider"
+    with pytest.raises(FaceageError, match="CUDA provider did not start"):
+        load_estimator(tmp_path / "m.onnx", device="cuda")

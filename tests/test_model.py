@@ -83,6 +83,35 @@ def test_decode_std_is_sqrt_variance_and_fp32_under_autocast(resnet18_mv: AgeMod
     assert pred.std.item() == pytest.approx(math.sqrt(850.0), rel=1e-5)  # uniform over 0..100
 
 
+@pytest.mark.parametrize("loss", ["mv", "l2"])
+def test_the_head_runs_in_fp32_under_bf16_autocast(loss: str) -> None:
+    """The backbone may run in bf16, the head not: its logits are the fp32 head applied to the features, as
+    in predict and the exported model, not the bf16 linear autocast would run."""
+    model = build_model("resnet18", loss)[0].eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+        features = model.backbone(x)
+        bf16_head = model.head(features)
+    assert features.dtype == torch.bfloat16 and bf16_head.dtype == torch.bfloat16  # what autocast would do
+    with torch.no_grad():
+        expected = model.head(features.float())
+    expected = expected[:, 0] if loss == "l2" else expected
+    assert out.dtype == torch.float32
+    assert torch.equal(out, expected)
+
+
+@pytest.mark.cuda
+def test_the_head_runs_in_fp32_under_cuda_bf16_autocast() -> None:
+    model = build_model("resnet18", "mv")[0].cuda().eval()
+    x = torch.randn(2, 3, 64, 64, device="cuda")
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        out, features = model(x), model.backbone(x)
+    assert features.dtype == torch.bfloat16 and out.dtype == torch.float32
+    with torch.no_grad():
+        torch.testing.assert_close(out, model.head(features.float()))
+
+
 def test_regression_decode_destandardises() -> None:
     model, _ = build_model("resnet18", "l2", target_mean=40.0, target_std=10.0)
     pred = model.decode(torch.tensor([0.25, -1.0, 0.149]))

@@ -50,7 +50,7 @@ def _build_run(base: Path, morph_images: Path) -> Path:
     cfg = resolve_config(None, dict(manifest=str(base / "rs.csv"), images=str(aligned), protocol="rs",
                                     backbone="test_resnet", loss="mv", pretrained="none", epochs=1,
                                     batch_size=8, lr=0.05, img_size=56, resize=64, device="cpu",
-                                    workers=1, out=str(base / "run")))
+                                    workers=1, keep_last=True, out=str(base / "run")))
     run_training(cfg)
     return base / "run"
 

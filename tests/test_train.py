@@ -124,9 +124,9 @@ def test_resume_and_ctrl_c_reach_the_uninterrupted_result(
     tiny_data: Data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     straight, pieces = tmp_path / "straight", tmp_path / "pieces"
-    _train(tiny_data, straight, epochs=4)
+    _train(tiny_data, straight, epochs=4, keep_last=True)
 
-    _train(tiny_data, pieces, epochs=2)  # 2 epochs, both folds finished ...
+    _train(tiny_data, pieces, epochs=2, keep_last=True)  # 2 epochs, both folds finished, last.pt kept ...
     steps = _count_optimizer_steps(monkeypatch)
     _press_ctrl_c_when(monkeypatch, lambda: steps[0] >= 2)  # ... then 2 more: Ctrl-C in epoch 3
     with pytest.raises(RunInterruptedError, match=r"fold 0, epoch 3/4, step 2 \(saved\).*--resume"):
@@ -149,8 +149,8 @@ def _count_optimizer_steps(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     count = [0]
     make = fold_module.make_optimizer
 
-    def counting(model: torch.nn.Module, cfg: Any) -> torch.optim.Optimizer:
-        optimizer = make(model, cfg)
+    def counting(model: torch.nn.Module, cfg: Any, device: torch.device) -> torch.optim.Optimizer:
+        optimizer = make(model, cfg, device)
         optimizer.register_step_post_hook(lambda *_: count.__setitem__(0, count[0] + 1))
         return optimizer
 
@@ -253,15 +253,20 @@ def test_a_later_fold_too_small_for_the_batch_is_refused_before_training(
     assert not (tmp_path / "run" / "fold0").exists()
 
 
+def _torchrun(data: Data, out: Path, processes: int = 2) -> subprocess.CompletedProcess[str]:
+    """`faceage train` on fold 0 of the tiny data in `processes` DDP processes (gloo), keeping last.pt."""
+    flags = [f"--{name.replace('_', '-')}={value}" for name, value in {**TINY, "fold": 0}.items()]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+               "-m", "faceage", "train", *flags, "--keep-last", f"--images={data[0]}",
+               f"--manifest={data[1]}", f"--out={out}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "500"}  # messages on one line each
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
 def test_ddp_on_two_cpu_processes_matches_one_process(tiny_data: Data, tmp_path: Path) -> None:
     single, ddp = tmp_path / "single", tmp_path / "ddp"
-    _train(tiny_data, single, fold=0)
-    flags = [f"--{name.replace('_', '-')}={value}" for name, value in {**TINY, "fold": 0}.items()]
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "-m", "faceage", "train", *flags, f"--images={tiny_data[0]}", f"--manifest={tiny_data[1]}",
-               f"--out={ddp}"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    _train(tiny_data, single, fold=0, keep_last=True)
+    done = _torchrun(tiny_data, ddp)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (done.stdout + done.stderr).count("test folds of") == 1  # rank 0 alone prints the table
     a, b = _params(single), _params(ddp)
@@ -274,9 +279,68 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tiny_data: Data, tmp_path:
 
 def test_each_rank_keeps_its_contiguous_shard_of_the_global_batch() -> None:
     batch = torch.arange(8)
-    ranks = [shard(batch, DistContext(rank, 2, torch.device("cpu"))) for rank in (0, 1)]
+    ranks = [shard(batch, DistContext(rank, 2, torch.device("cpu"), distributed=True)) for rank in (0, 1)]
     assert [r.tolist() for r in ranks] == [[0, 1, 2, 3], [4, 5, 6, 7]]
     assert shard(batch, DistContext(0, 1, torch.device("cpu"))) is batch
+
+
+def test_a_failed_checkpoint_write_on_rank_0_stops_every_rank(tiny_data: Data, tmp_path: Path) -> None:
+    """best.pt cannot be written (a folder is in its place): rank 0 fails when the write is checked, and
+    rank 1 learns it at the same checkpoint and fails too, instead of waiting for rank 0 for an hour."""
+    out = tmp_path / "ddp"
+    (out / "fold0" / "best.pt").mkdir(parents=True)
+    done = _torchrun(tiny_data, out)
+    text = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert f"{out / 'fold0' / 'best.pt'}: cannot write the checkpoint" in text  # rank 0
+    assert "another process of the job failed while saving fold 0's checkpoint" in text  # rank 1
+
+
+def test_a_finished_fold_keeps_best_pt_and_predictions_and_drops_last_pt(tiny_data: Data,
+                                                                         tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    _train(tiny_data, out, fold=0, epochs=1)
+    assert sorted(p.name for p in (out / "fold0").iterdir()) == ["best.pt", "distributions.npz",
+                                                                "predictions.csv"]
+    kept = tmp_path / "kept"
+    _train(tiny_data, kept, fold=0, epochs=1, keep_last=True)
+    assert load_checkpoint(kept / "fold0" / "last.pt")["epochs_done"] == 1
+
+
+def test_more_epochs_without_last_pt_train_the_fold_again_to_the_same_result(
+    tiny_data: Data, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    straight, again = tmp_path / "straight", tmp_path / "again"
+    _train(tiny_data, straight, fold=0, epochs=2)
+    _train(tiny_data, again, fold=0, epochs=1)  # last.pt dropped
+    _train(tiny_data, again, resume=True, fold=0, epochs=2)
+    assert "its last.pt was not kept (keep_last: false); training it again from the start" in caplog.text
+    a, b = _params(straight, name="best.pt"), _params(again, name="best.pt")
+    assert all(torch.equal(a[name], b[name]) for name in a)
+    pd.testing.assert_frame_equal(pd.read_csv(straight / "predictions.csv"),
+                                  pd.read_csv(again / "predictions.csv"))
+    pd.testing.assert_frame_equal(_without_timing(pd.read_csv(straight / "history.csv")),
+                                  _without_timing(pd.read_csv(again / "history.csv")))
+
+
+@pytest.mark.cuda
+def test_a_cuda_run_streamed_from_pinned_memory_matches_a_resident_one(
+    tiny_data: Data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """bf16, channels_last, cuDNN autotuning, fused SGD and the background checkpoint writer on a GPU; the
+    images streamed through the side stream give the run the resident images give."""
+    import faceage.train.batches as batches_module
+
+    resident, streamed = tmp_path / "resident", tmp_path / "streamed"
+    _train(tiny_data, resident, fold=0, device="cuda", keep_last=True)
+    monkeypatch.setattr(batches_module, "_fits", lambda nbytes, device: False)
+    _train(tiny_data, streamed, fold=0, device="cuda", keep_last=True)
+    assert "resident on cuda" in caplog.text and "streamed to cuda" in caplog.text
+    a, b = _params(resident), _params(streamed)
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-3, atol=1e-4, msg=name)
+    history = pd.read_csv(streamed / "history.csv")
+    assert len(history) == 2 and (history["img_s"] > 0).all()
 
 
 @pytest.fixture(scope="session")
@@ -374,7 +438,7 @@ def test_timm_factory_options_reach_the_optimiser_and_the_lr_of_each_epoch() -> 
     cfg = resolve_config(flags={**TINY, "optimizer": "adamw", "lr": 0.002, "weight_decay": 0.05,
                                 "decay_norm_bias": False, "layer_decay": 0.5, "schedule": "cosine",
                                 "warmup_epochs": 2, "min_lr": 1e-5, "epochs": 6})
-    optimizer = make_optimizer(model, cfg)
+    optimizer = make_optimizer(model, cfg, torch.device("cpu"))
     assert isinstance(optimizer, torch.optim.AdamW)
     groups = optimizer.param_groups
     assert {g["weight_decay"] for g in groups} == {0.0, 0.05}
@@ -390,16 +454,16 @@ def test_timm_factory_options_reach_the_optimiser_and_the_lr_of_each_epoch() -> 
     cosine = [1e-5 + 0.5 * (cfg.lr - 1e-5) * (1 + math.cos(math.pi * t / 6)) for t in range(6)]
     expected = [start, start + (cfg.lr - start) / 2, *cosine[2:]]
     np.testing.assert_allclose(seen, expected, rtol=1e-9)
-    sgd = make_optimizer(model, resolve_config(flags=TINY))  # the paper's: momentum SGD, decay on all
+    sgd = make_optimizer(model, resolve_config(flags=TINY), torch.device("cpu"))  # the paper's SGD
     assert type(sgd) is torch.optim.SGD and not sgd.defaults["nesterov"] and sgd.defaults["momentum"] == 0.9
     assert all(g["weight_decay"] == TINY.get("weight_decay", 0.0005) for g in sgd.param_groups)
     with pytest.raises(FaceageError, match="--optimizer 'adamx'"):
-        make_optimizer(model, resolve_config(flags={**TINY, "optimizer": "adamx"}))
+        make_optimizer(model, resolve_config(flags={**TINY, "optimizer": "adamx"}), torch.device("cpu"))
 
 
 def test_the_weight_average_is_validated_and_kept_when_chosen(tiny_data: Data, tmp_path: Path) -> None:
     out = tmp_path / "ema"
-    _train(tiny_data, out, ema=True, ema_decay=0.9, keep="ema", epochs=3)
+    _train(tiny_data, out, ema=True, ema_decay=0.9, keep="ema", epochs=3, keep_last=True)
     history = pd.read_csv(out / "history.csv")
     assert history["val_mae_ema"].notna().all() and (history["val_mae_ema"] != history["val_mae"]).any()
     last, best = load_checkpoint(out / "fold0" / "last.pt"), load_checkpoint(out / "fold0" / "best.pt")
@@ -407,7 +471,7 @@ def test_the_weight_average_is_validated_and_kept_when_chosen(tiny_data: Data, t
     assert all(torch.equal(best["model"][n], last["ema"][n]) for n in last["ema"])  # best.pt: the average
     assert any(not torch.equal(last["model"][n], last["ema"][n]) for n in last["ema"])  # not the raw model
     lasts = tmp_path / "last"
-    _train(tiny_data, lasts, keep="last", epochs=3)
+    _train(tiny_data, lasts, keep="last", epochs=3, keep_last=True)
     kept = load_checkpoint(lasts / "fold1" / "best.pt")
     raw = _params(lasts, 1)
     assert kept["epoch"] == 3 and all(torch.equal(kept["model"][n], raw[n]) for n in kept["model"])
@@ -429,7 +493,7 @@ def test_resume_is_exact_with_the_weight_average_and_warm_up(
     tiny_data: Data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     flags = {"ema": True, "ema_decay": 0.9, "warmup_epochs": 1, "schedule": "cosine", "optimizer": "adamw",
-             "lr": 0.003, "epochs": 3, "tta_flip": True, "fold": "0"}
+             "lr": 0.003, "epochs": 3, "tta_flip": True, "fold": "0", "keep_last": True}
     straight, pieces = tmp_path / "straight", tmp_path / "pieces"
     _train(tiny_data, straight, **flags)
     steps = _count_optimizer_steps(monkeypatch)

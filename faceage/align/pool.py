@@ -18,6 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from faceage.align.detect import Detector, make_detector
+from faceage.align.detect.onnx import wants_cuda
 from faceage.align.image import Loaded, Row, align_image, empty_row, load_image
 from faceage.align.plan import Job
 from faceage.align.settings import AlignSettings
@@ -28,6 +29,16 @@ Result = tuple[Row, bytes | None]
 CHUNK = 8  # jobs per task: amortises the inter-process round trip, small enough for a smooth progress bar
 IN_FLIGHT = 4  # chunks queued per worker
 ORPHAN_CHECK_SECONDS = 0.5
+# Workers when the detector runs on CUDA: each process holds its own CUDA context (hundreds of MB of GPU
+# memory, seconds to start), and two already keep one GPU's detector busy while they decode and warp.
+GPU_WORKERS = 2
+
+
+def worker_count(requested: int | None, device: str, jobs: int) -> int:
+    """Workers for `jobs` images: `requested`, else one per core, or GPU_WORKERS when the detector runs on
+    CUDA (`device` asks for it and onnxruntime offers it); never more than there are jobs."""
+    default = GPU_WORKERS if wants_cuda(device) else os.cpu_count() or 1
+    return max(1, min(requested or default, jobs or 1))
 
 
 def results(

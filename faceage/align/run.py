@@ -10,7 +10,6 @@ only inside the worker handling them; the parent keeps one small row per image.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,7 +30,7 @@ from faceage.align.plan import (
     read_earlier,
     reusable,
 )
-from faceage.align.pool import results
+from faceage.align.pool import results, worker_count
 from faceage.align.settings import AlignSettings
 from faceage.core.atomic import OutputError, remove_temporaries, write_bytes_atomic, write_csv_atomic
 from faceage.core.console import RateColumn, log, progress_bar
@@ -85,8 +84,9 @@ def align_folder(
 ) -> AlignSummary:
     """Align every image under `src` into `dst` and write its faces table; returns the run's summary.
 
-    `workers` defaults to every core; `shard` (i, n) restricts the run to its share and writes
-    faces.shard-i-of-n.csv; `limit` stops after that many newly processed images (a partial run).
+    `workers` defaults to every core (two when the detector runs on CUDA); `shard` (i, n) restricts the
+    run to its share and writes faces.shard-i-of-n.csv; `limit` stops after that many newly processed
+    images (a partial run).
     Ctrl-C raises `AlignInterruptedError` (a KeyboardInterrupt) carrying the summary, after faces.csv is
     written.
     """
@@ -131,7 +131,7 @@ def _align(src: Path, dst: Path, rels: list[str], settings: AlignSettings, worke
     summary = AlignSummary(table.path, reused=len(table.rows))
     where = f"{src}{_shard_text(shard)}"
     log.info(f"{len(jobs)} images in {where}: {summary.reused} already aligned, {len(todo)} to do")
-    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+    workers = worker_count(workers, settings.device, len(todo))
     writer = _Writer(dst, table)
     failure: FaceageError | None = None
     interrupted: KeyboardInterrupt | None = None

@@ -20,3 +20,10 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
             raise FaceageError(f"--device {name}: there are {count} CUDA devices (0..{count - 1}); pick one.")
         return torch.device("cuda", index)
     return torch.device("cpu")
+
+
+def autotune_convolutions(device: torch.device) -> None:
+    """On CUDA, let cuDNN time its convolution algorithms for each new input shape and keep the fastest:
+    training's batches all have one shape, so the search runs once (in the first step)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True

@@ -83,8 +83,17 @@ class AgeModel(nn.Module):
         self.register_buffer("target_std", torch.tensor(float(target_std)))
 
     def forward(self, x: Tensor) -> Tensor:
-        """Logits (N, 101) for the distribution head; standardised age (N,) for the regression head."""
-        out = self.head(self.backbone(x))
+        """Logits (N, 101) for the distribution head; standardised age (N,) for the regression head.
+
+        The head runs in fp32 even under autocast (the backbone may run in bf16), so the logits training
+        computes its MAE and best epoch from are those predict and the exported model compute in fp32.
+        """
+        features = self.backbone(x)
+        if torch.is_autocast_enabled(features.device.type):
+            with torch.autocast(features.device.type, enabled=False):
+                out = self.head(features.float())
+        else:
+            out = self.head(features)
         return out[:, 0] if self.head_kind == "regression" else out
 
     def decode(self, outputs: Tensor) -> AgePrediction:

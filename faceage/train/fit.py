@@ -23,11 +23,19 @@ from faceage.core.lock import BusyError
 from faceage.evaluate.metrics import FoldStats, per_fold, summarize_folds
 from faceage.manifest.protocols import fold_ids, split_for_fold
 from faceage.manifest.read import read_manifest
+from faceage.model.device import autotune_convolutions
 from faceage.model.network import input_norm
 from faceage.train.batches import DeviceImages
 from faceage.train.cache import open_cache
 from faceage.train.config import TrainConfig
-from faceage.train.distributed import DistContext, any_rank, barrier, cleanup_distributed, setup_distributed
+from faceage.train.distributed import (
+    DistContext,
+    agree_on_failure,
+    any_rank,
+    barrier,
+    cleanup_distributed,
+    setup_distributed,
+)
 from faceage.train.fold import RunInterruptedError, TrainingJob, fit_fold
 from faceage.train.loop import stop_on_ctrl_c
 from faceage.train.optim import check_optimizer
@@ -63,6 +71,7 @@ def run_training(cfg: TrainConfig) -> TrainResult:
     """Train the folds `cfg` names into its run folder (cfg resolved by `runs.resolve_run_config`), holding
     the folder's lock for the whole job (a second job into it is refused at once)."""
     ctx = setup_distributed(cfg.device)
+    autotune_convolutions(ctx.device)
     run = RunFolder(cfg.run_dir(), writer=ctx.is_main)
     try:
         with _hold_lock(run, ctx):
@@ -108,8 +117,9 @@ def _train(cfg: TrainConfig, run: RunFolder, ctx: DistContext) -> TrainResult:
                            f"processes; choose a multiple of {ctx.world_size}.")
     todo = [k for k in folds if not run.fold_finished(k, cfg.epochs)]
     barrier(ctx)  # every rank has read the run folder before rank 0 writes into it
-    run.check_manifest(cfg.manifest_path())
-    run.start(cfg)
+    with agree_on_failure(ctx, "starting the run folder"):
+        run.check_manifest(cfg.manifest_path())
+        run.start(cfg)
     log.info("run %s: %s, %s loss, folds %s from %s on %s × %d", run.root, cfg.backbone, cfg.loss, folds,
              cfg.manifest_path(), ctx.device, ctx.world_size)
     if todo:
@@ -145,9 +155,9 @@ def _load_images(cfg: TrainConfig, manifest: pd.DataFrame, ctx: DistContext) -> 
     norm = input_norm(cfg.backbone)  # an unknown backbone is refused before the images are decoded
     paths = manifest["path"].astype(str).tolist()
     root = Path(str(cfg.images))
-    if ctx.is_main:
-        images = open_cache(root, paths, size=cfg.resize, workers=cfg.workers)
-    barrier(ctx)
+    with agree_on_failure(ctx, "building the image cache"):  # the others wait for it, then read it
+        if ctx.is_main:
+            images = open_cache(root, paths, size=cfg.resize, workers=cfg.workers)
     if not ctx.is_main:
         images = open_cache(root, paths, size=cfg.resize, workers=cfg.workers)
     return DeviceImages(images, manifest["age"].to_numpy(np.float32), ctx.device, crop=cfg.img_size,

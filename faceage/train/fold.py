@@ -3,6 +3,9 @@ is one), keep the best epoch on validation in best.pt, then predict the fold's t
 
 Each fold is seeded from `seed + fold` (model initialisation, data order, crops, flips); its state is
 checkpointed every epoch (and at Ctrl-C), so a resumed fold computes what an uninterrupted one would have.
+Checkpoints are written from CPU copies on a background thread while the next epoch trains; the ranks of a
+DDP job agree at each checkpoint whether rank 0's writing failed. A finished fold keeps best.pt and its
+predictions; its last.pt (twice the size: the optimiser's momentum) only with `keep_last`.
 """
 
 from __future__ import annotations
@@ -25,14 +28,14 @@ from torch.nn.parallel import DistributedDataParallel
 from faceage.core.console import log
 from faceage.core.errors import FaceageError
 from faceage.manifest.protocols import FoldSplit
-from faceage.model.checkpoint import load_checkpoint, save_checkpoint
+from faceage.model.checkpoint import CheckpointWriter, load_checkpoint
 from faceage.model.losses import AgeLoss, make_loss
 from faceage.model.network import AgeModel, build_model
 from faceage.train.batches import DeviceImages, num_batches
 from faceage.train.config import TrainConfig
-from faceage.train.distributed import DistContext, any_rank, barrier
+from faceage.train.distributed import DistContext, agree_on_failure, any_rank
 from faceage.train.loop import EpochPlan, EpochProgress, Learner, epoch_mae, predict, train_epoch
-from faceage.train.optim import make_optimizer, make_scheduler
+from faceage.train.optim import load_optimizer_state, make_optimizer, make_scheduler
 from faceage.train.rng import rng_state, set_rng_state
 from faceage.train.runs import RunFolder
 
@@ -88,37 +91,52 @@ def fit_fold(job: TrainingJob, k: int, split: FoldSplit) -> None:
     if run.last_path(k).exists():
         state = _restore(run.last_path(k), parts, ctx)
         log.info("fold %d: resuming after epoch %d, step %d", k, state.epochs_done, state.progress.step)
+    elif k in run.predicted_folds():
+        log.warning("fold %d: trained to fewer epochs before, and its last.pt was not kept (keep_last: "
+                    "false); training it again from the start", k)
     learner = Learner(_wrap(parts.model, cfg, ctx), parts.model, loss_fn, parts.optimizer, parts.ema)
-    checkpoint = _Checkpointer(run, k, parts, cfg)
-    for epoch in range(state.epochs_done, cfg.epochs):
-        if epoch > state.epochs_done and any_rank(job.stop_requested(), ctx):
-            raise RunInterruptedError(f"stopped after fold {k}, epoch {epoch} (saved); {job.resume_hint()}")
-        at_start = parts.generator.get_state()
-        progress = state.progress
-        batches = job.data.batches(split.train, cfg.batch_size, True, parts.generator, drop_last=True)
-        batches = itertools.islice(batches, progress.step, None)  # all drawn up front: skipping is exact
-        lr = parts.optimizer.param_groups[0]["lr"]
-        plan = EpochPlan(batches, n_steps, f"fold {k}, epoch {epoch + 1}/{cfg.epochs}", epoch * n_steps)
-        if train_epoch(learner, plan, progress, ctx, job.stop_requested):
-            checkpoint.last(at_start, epoch, state)
-            raise RunInterruptedError(f"stopped at {plan.label}, step {progress.step} (saved); "
-                                      f"{job.resume_hint()}")
-        val = _validate(job, parts, split)
-        parts.scheduler.step(epoch + 1)
-        improved = cfg.keep == "best" and (not len(split.val) or val["val_mae"] < state.best_val_mae)
-        if improved:
-            state.best_val_mae, state.best_epoch = val["val_mae"], epoch + 1
-            checkpoint.best(epoch + 1, val["val_mae"], parts.model)
-        state.epochs_done, state.progress = epoch + 1, EpochProgress()
-        run.add_history(_history_row(k, epoch + 1, lr, progress, val))  # a rerun of it replaces it
-        checkpoint.last(parts.generator.get_state(), epoch + 1, state)
-        log.info("%s: loss %.4f, train MAE %.2f, val MAE %s%s, %.0f img/s", plan.label,
-                 progress.means()["loss"], epoch_mae(progress), _val_text(val), " (best)" if improved else "",
-                 progress.images / max(progress.seconds, 1e-9))
-    if cfg.keep != "best":  # the last epoch's model, or its weight average
-        kept = parts.ema.module if cfg.keep == "ema" and parts.ema is not None else parts.model
-        checkpoint.best(cfg.epochs, _mae(job, kept, split.val) if len(split.val) else math.nan, kept)
+    with CheckpointWriter() as writer:
+        checkpoint = _Checkpointer(job, k, parts, writer)
+        for epoch in range(state.epochs_done, cfg.epochs):
+            if epoch > state.epochs_done and any_rank(job.stop_requested(), ctx):
+                checkpoint.finish()
+                raise RunInterruptedError(f"stopped after fold {k}, epoch {epoch} (saved); "
+                                          f"{job.resume_hint()}")
+            _epoch(job, k, split, parts, learner, checkpoint, state, epoch, n_steps)
+        if cfg.keep != "best":  # the last epoch's model, or its weight average
+            kept = parts.ema.module if cfg.keep == "ema" and parts.ema is not None else parts.model
+            state.best_val_mae = _mae(job, kept, split.val) if len(split.val) else math.nan
+            state.best_epoch = cfg.epochs
+            checkpoint.save(parts.generator.get_state(), cfg.epochs, state, best=kept)
+        checkpoint.finish()
     _predict_test(job, k, split, parts.model)
+
+
+def _epoch(job: TrainingJob, k: int, split: FoldSplit, parts: FoldParts, learner: Learner,
+           checkpoint: _Checkpointer, state: FoldState, epoch: int, n_steps: int) -> None:
+    """Train one epoch (from the step a resumed one reached), validate, step the schedule, checkpoint."""
+    cfg, ctx = job.cfg, job.ctx
+    at_start = parts.generator.get_state()
+    progress = state.progress
+    batches = job.data.batches(split.train, cfg.batch_size, True, parts.generator, drop_last=True)
+    batches = itertools.islice(batches, progress.step, None)  # all drawn up front: skipping is exact
+    lr = parts.optimizer.param_groups[0]["lr"]
+    plan = EpochPlan(batches, n_steps, f"fold {k}, epoch {epoch + 1}/{cfg.epochs}", epoch * n_steps)
+    if train_epoch(learner, plan, progress, ctx, job.stop_requested):
+        checkpoint.save(at_start, epoch, state)
+        checkpoint.finish()
+        raise RunInterruptedError(f"stopped at {plan.label}, step {progress.step} (saved); "
+                                  f"{job.resume_hint()}")
+    val = _validate(job, parts, split)
+    parts.scheduler.step(epoch + 1)
+    improved = cfg.keep == "best" and (not len(split.val) or val["val_mae"] < state.best_val_mae)
+    if improved:
+        state.best_val_mae, state.best_epoch = val["val_mae"], epoch + 1
+    state.epochs_done, state.progress = epoch + 1, EpochProgress()
+    checkpoint.save(parts.generator.get_state(), epoch + 1, state, best=parts.model if improved else None,
+                    history=_history_row(k, epoch + 1, lr, progress, val))
+    log.info("%s: loss %.4f, train MAE %.2f, val MAE %s%s, %.0f img/s", plan.label, progress.means()["loss"],
+             epoch_mae(progress), _val_text(val), " (best)" if improved else "", progress.img_s())
 
 
 def _build(job: TrainingJob, k: int, split: FoldSplit) -> tuple[FoldParts, AgeLoss]:
@@ -139,7 +157,7 @@ def _build(job: TrainingJob, k: int, split: FoldSplit) -> tuple[FoldParts, AgeLo
     model.to(ctx.device)
     if ctx.device.type == "cuda":
         model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, cfg)
+    optimizer = make_optimizer(model, cfg, ctx.device)
     ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=True) if cfg.ema else None
     parts = FoldParts(model, optimizer, make_scheduler(optimizer, cfg),
                       torch.Generator().manual_seed(cfg.seed + k), ema)
@@ -176,12 +194,12 @@ def _restore(path: Path, parts: FoldParts, ctx: DistContext) -> FoldState:
     only, because the end of the epoch adds the ranks' meters together."""
     ckpt = load_checkpoint(path)
     parts.model.load_state_dict(ckpt["model"])
-    parts.optimizer.load_state_dict(ckpt["optimizer"])
+    load_optimizer_state(parts.optimizer, ckpt["optimizer"])
     parts.scheduler.load_state_dict(ckpt["scheduler"])
     parts.generator.set_state(ckpt["generator"])
     if parts.ema is not None:
         parts.ema.module.load_state_dict(ckpt["ema"])
-    set_rng_state(ckpt["rng"])
+    set_rng_state(ckpt["rng"], ctx.device)
     progress = EpochProgress(**ckpt["progress"])
     if not ctx.is_main:
         progress = EpochProgress(step=progress.step)
@@ -190,35 +208,46 @@ def _restore(path: Path, parts: FoldParts, ctx: DistContext) -> FoldState:
 
 @dataclass(frozen=True)
 class _Checkpointer:
-    """Writes a fold's last.pt and best.pt (rank 0 only; atomic, so a crash keeps the previous file)."""
+    """Writes a fold's last.pt, best.pt and history rows (rank 0 only; files atomic, so a crash keeps the
+    previous one). Every rank calls `save` and `finish` at the same points: they are where the ranks agree
+    whether the writing failed."""
 
-    run: RunFolder
+    job: TrainingJob
     fold: int
     parts: FoldParts
-    cfg: TrainConfig
+    writer: CheckpointWriter
 
-    def last(self, generator_state: torch.Tensor, epochs_done: int, state: FoldState) -> None:
-        """Everything needed to continue after `epochs_done` epochs plus `state.progress.step` steps;
-        `generator_state` is the generator at the start of the epoch in progress."""
-        if self.run.writer:
-            parts = self.parts
-            save_checkpoint(self.run.last_path(self.fold), {
+    def save(self, generator_state: torch.Tensor, epochs_done: int, state: FoldState,
+             best: nn.Module | None = None, history: dict[str, Any] | None = None) -> None:
+        """last.pt: everything needed to continue after `epochs_done` epochs plus `state.progress.step`
+        steps (`generator_state` is the generator at the start of the epoch in progress); with `best` (the
+        raw model or its average), also best.pt: those weights and the settings that rebuild them (backbone,
+        loss, input size, flip: `config`). Written in the background; the previous write's failure raises."""
+        job, parts, run = self.job, self.parts, self.job.run
+        with agree_on_failure(job.ctx, f"saving fold {self.fold}'s checkpoint"):
+            if not run.writer:
+                return
+            if history is not None:
+                run.add_history(history)  # a rerun of the epoch replaces its row
+            config = job.cfg.to_dict()
+            files = [(run.best_path(self.fold), {
+                "fold": self.fold, "epoch": state.best_epoch, "val_mae": state.best_val_mae,
+                "model": best.state_dict(), "config": config, "kept": job.cfg.keep,
+            })] if best is not None else []
+            files.append((run.last_path(self.fold), {
                 "fold": self.fold, "epochs_done": epochs_done, "model": parts.model.state_dict(),
                 "optimizer": parts.optimizer.state_dict(), "scheduler": parts.scheduler.state_dict(),
-                "generator": generator_state, "rng": rng_state(), "progress": vars(state.progress).copy(),
-                "best_val_mae": state.best_val_mae, "best_epoch": state.best_epoch,
-                "config": self.cfg.to_dict(),  # what rebuilds the model, as best.pt carries it
+                "generator": generator_state, "rng": rng_state(job.ctx.device),
+                "progress": vars(state.progress), "best_val_mae": state.best_val_mae,
+                "best_epoch": state.best_epoch, "config": config,  # what rebuilds the model, as in best.pt
                 **({"ema": parts.ema.module.state_dict()} if parts.ema is not None else {}),
-            })
+            }))
+            self.writer.save(files)
 
-    def best(self, epoch: int, val_mae: float, model: nn.Module) -> None:
-        """The weights that test the fold (`model`: the raw model or its average) and the settings that
-        rebuild it (backbone, loss, input size, flip: `config`)."""
-        if self.run.writer:
-            save_checkpoint(self.run.best_path(self.fold), {
-                "fold": self.fold, "epoch": epoch, "val_mae": val_mae, "model": model.state_dict(),
-                "config": self.cfg.to_dict(), "kept": self.cfg.keep,
-            })
+    def finish(self) -> None:
+        """Wait until rank 0's files are on disk (every rank returns only then), or all raise its error."""
+        with agree_on_failure(self.job.ctx, f"saving fold {self.fold}'s checkpoint"):
+            self.writer.wait()
 
 
 def _predictions(job: TrainingJob, model: nn.Module, rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -237,12 +266,12 @@ def _history_row(k: int, epoch: int, lr: float, progress: EpochProgress,
                  val: dict[str, float]) -> dict[str, Any]:
     terms = {name: value for name, value in progress.means().items() if name != "abs_err"}
     return {"fold": k, "epoch": epoch, "lr": lr, **terms, "train_mae": epoch_mae(progress), **val,
-            "img_s": progress.images / max(progress.seconds, 1e-9), "seconds": progress.seconds}
+            "img_s": progress.img_s(), "seconds": progress.seconds}
 
 
 def _predict_test(job: TrainingJob, k: int, split: FoldSplit, model: AgeModel) -> None:
-    """Predict the test rows with best.pt's weights; writing the predictions marks the fold finished."""
-    barrier(job.ctx)  # rank 0 has written best.pt
+    """Predict the test rows with best.pt's weights (on disk: `finish` returned on every rank); writing the
+    predictions marks the fold finished, and its last.pt goes unless `keep_last`."""
     ages = job.manifest["age"].to_numpy(np.float64)[split.test]
     last_mae = float(np.abs(_predictions(job, model, split.test)["pred"] - ages).mean())  # the last epoch's
     best = load_checkpoint(job.run.best_path(k))
@@ -254,7 +283,10 @@ def _predict_test(job: TrainingJob, k: int, split: FoldSplit, model: AgeModel) -
         "subject": rows["subject"].to_numpy(), "fold": k, "pred": out["pred"], "mean": out["mean"],
         "std": out["std"],
     })
-    job.run.write_fold_predictions(k, table, out.get("probs"))
+    with agree_on_failure(job.ctx, f"writing fold {k}'s predictions"):
+        job.run.write_fold_predictions(k, table, out.get("probs"))
+        if not job.cfg.keep_last:
+            job.run.drop_last(k)
     log.info("fold %d: test MAE %.3f on %d images (best.pt: %s model of epoch %s); the last epoch's model: "
              "%.3f", k, float(np.abs(table["pred"] - table["age"]).mean()), len(table),
              best.get("kept", "best"), best["epoch"], last_mae)

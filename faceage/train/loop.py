@@ -2,7 +2,9 @@
 
 Loss terms and errors are summed on the device and read back every SYNC_EVERY steps (progress, NaN check,
 Ctrl-C agreement between ranks), not after every step. An epoch can stop at a step boundary (Ctrl-C) and be
-continued later from the same step with the same randomness: see `EpochProgress`.
+continued later from the same step with the same randomness: see `EpochProgress`. The first step of each
+`train_epoch` call is timed apart (the device is synchronised once after it): it carries torch.compile's
+compilation and cuDNN's autotuning, which img/s leaves out.
 """
 
 from __future__ import annotations
@@ -10,9 +12,9 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from time import perf_counter
 from types import FrameType
 
 import numpy as np
@@ -33,15 +35,25 @@ SYNC_EVERY = 10
 
 @dataclass
 class EpochProgress:
-    """Where an epoch stands: steps done, summed loss terms (× images) and absolute errors, images seen."""
+    """Where an epoch stands: steps done, summed loss terms (× images) and absolute errors, images seen and
+    seconds taken (all steps; `warmup_*`: the first step of each session, also counted in the totals)."""
 
     step: int = 0
     sums: dict[str, float] = field(default_factory=dict)
     images: int = 0
     seconds: float = 0.0
+    warmup_images: int = 0
+    warmup_seconds: float = 0.0
 
     def means(self) -> dict[str, float]:
         return {name: total / max(self.images, 1) for name, total in self.sums.items()}
+
+    def img_s(self) -> float:
+        """Training images per second without the warm-up steps (all steps when there were no others)."""
+        images, seconds = self.images - self.warmup_images, self.seconds - self.warmup_seconds
+        if images <= 0 or seconds <= 0:
+            images, seconds = self.images, self.seconds
+        return images / max(seconds, 1e-9)
 
 
 @contextlib.contextmanager
@@ -128,7 +140,8 @@ def train_epoch(learner: Learner, plan: EpochPlan, state: EpochProgress, ctx: Di
     pending: list[torch.Tensor] = []
     first_pending = state.step + 1
     seen = 0  # images this rank trained on in this call
-    started = time.perf_counter()
+    warmup: tuple[int, float] | None = None  # images and seconds of this call's first step
+    started = perf_counter()
     stopped = False
     with progress_bar(TextColumn("{task.fields[status]}"), enabled=ctx.is_main) as bar:
         task = bar.add_task(where, total=n_steps, completed=state.step, status="")
@@ -153,6 +166,10 @@ def train_epoch(learner: Learner, plan: EpochPlan, state: EpochProgress, ctx: Di
             pending.append(terms["loss"].detach())
             state.step += 1
             seen += n
+            if warmup is None:
+                if ctx.device.type == "cuda":
+                    torch.cuda.synchronize(ctx.device)
+                warmup = n, perf_counter() - started
             last = state.step == n_steps
             if state.step % SYNC_EVERY and not last and (ctx.distributed or not stop_requested()):
                 continue
@@ -165,12 +182,14 @@ def train_epoch(learner: Learner, plan: EpochPlan, state: EpochProgress, ctx: Di
             bar.update(task, completed=state.step, status=_status(sums, names, seen, ctx, started))
             if stopped:
                 break
-    state.seconds += time.perf_counter() - started
-    if names:
-        totals = _reduce(torch.cat([sums, sums.new_tensor([seen])]), ctx).tolist()
+    state.seconds += perf_counter() - started
+    if names and warmup is not None:
+        totals = _reduce(torch.cat([sums, sums.new_tensor([seen, warmup[0]])]), ctx).tolist()
         for name, total in zip([*names, "abs_err"], totals, strict=False):
             state.sums[name] = state.sums.get(name, 0.0) + total
-        state.images += int(totals[-1])
+        state.images += int(totals[-2])
+        state.warmup_images += int(totals[-1])
+        state.warmup_seconds += warmup[1]
     return stopped
 
 
@@ -186,7 +205,7 @@ def _status(sums: torch.Tensor, names: list[str], seen: int, ctx: DistContext, s
     """Running means of this rank's loss terms and the job's img/s, for the progress bar."""
     local = sums.cpu().tolist()
     text = " ".join(f"{n}={v / max(seen, 1):.3f}" for n, v in zip([*names, "mae"], local, strict=True))
-    return f"{text} {seen * ctx.world_size / max(time.perf_counter() - started, 1e-9):.0f} img/s"
+    return f"{text} {seen * ctx.world_size / max(perf_counter() - started, 1e-9):.0f} img/s"
 
 
 @torch.no_grad()

@@ -25,9 +25,18 @@ _TIMM_NAMES = {"sgd": "momentum"}
 WARMUP_START = 0.01  # the warm-up starts at this share of the lr
 
 
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Restore a saved optimiser state, keeping this device's implementation choice (`fused`): a run saved
+    on a GPU may resume on a CPU, and the other way round."""
+    fused = [group.get("fused") for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, choice in zip(optimizer.param_groups, fused, strict=True):
+        group["fused"] = choice
+
+
 def optimizer_names() -> list[str]:
     """Every optimiser `--optimizer` accepts."""
-    return sorted({*list_optimizers(), *_TIMM_NAMES})
+    return sorted({*map(str, list_optimizers()), *_TIMM_NAMES})
 
 
 def check_optimizer(cfg: TrainConfig) -> str:
@@ -38,16 +47,18 @@ def check_optimizer(cfg: TrainConfig) -> str:
     return name
 
 
-def make_optimizer(model: AgeModel, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: AgeModel, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
     """The optimiser `cfg.optimizer` over the model's trainable parameters, with weight decay on all of them
-    unless not `decay_norm_bias`, and the backbone's layers scaled by `layer_decay` (the head at 1) if set."""
+    unless not `decay_norm_bias`, and the backbone's layers scaled by `layer_decay` (the head at 1) if set;
+    SGD on CUDA runs fused (one kernel for all parameters instead of a few per tensor)."""
     name = check_optimizer(cfg)
     params: Any = model
     if cfg.layer_decay is not None:
         params = param_groups_layer_decay(model.backbone, cfg.weight_decay, layer_decay=cfg.layer_decay,
                                           weight_decay_exclude_1d=not cfg.decay_norm_bias)
         params += _head_groups(model, cfg)
-    extra = {"momentum": cfg.momentum} if name in ("momentum", "nesterov", "sgd") else {}
+    sgd = name in ("momentum", "nesterov", "sgd")
+    extra: dict[str, Any] = {"momentum": cfg.momentum, "fused": device.type == "cuda"} if sgd else {}
     return create_optimizer_v2(params, name, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                filter_bias_and_bn=not cfg.decay_norm_bias, **extra)
 

@@ -4,7 +4,8 @@
 runs/<name>/config.yaml          the resolved config (what --resume continues)
             log.txt              the log of every session on this run
             history.csv          one row per fold and epoch: loss terms, lr, train/val MAE, img/s, seconds
-            fold<k>/last.pt      training state after the latest epoch (or at Ctrl-C)
+            fold<k>/last.pt      training state after the latest epoch (or at Ctrl-C); a finished fold
+                                 keeps it only with keep_last
             fold<k>/best.pt      model of the epoch with the lowest validation MAE (else the last epoch)
             fold<k>/predictions.csv, fold<k>/distributions.npz   the fold's test predictions (fold finished)
             predictions.csv      test predictions of every finished fold (PREDICTIONS table; eval reads it)
@@ -130,6 +131,11 @@ class RunFolder:
 
     def best_path(self, fold: int) -> Path:
         return self.fold_dir(fold) / "best.pt"
+
+    def drop_last(self, fold: int) -> None:
+        """Delete a finished fold's last.pt (its best.pt and predictions stay)."""
+        if self.writer:
+            self.last_path(fold).unlink(missing_ok=True)
 
     def has_checkpoints(self) -> bool:
         """Whether any fold has saved a checkpoint (the run has trained something worth keeping); the

@@ -11,7 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from faceage.align.detect.base import Face, check_image, to_faces
-from faceage.align.detect.onnx import check_model_file, onnx_providers, session_options
+from faceage.align.detect.onnx import (
+    check_model_file,
+    check_provider,
+    onnx_providers,
+    session_options,
+    wants_cuda,
+)
 from faceage.core.errors import FaceageError
 
 INSIGHTFACE_ROOT = Path("~/.insightface/models").expanduser()
@@ -75,8 +81,8 @@ class InsightFaceDetector:
             raise FaceageError(f"{path} is not a face detector (insightface sees {kind}): pass {NEEDS}")
         if not net.use_kps:
             raise FaceageError(f"{path} is a detector without the five keypoints: pass {NEEDS}")
-        ctx_id = 0 if providers[0] == "CUDAExecutionProvider" else -1
-        net.prepare(ctx_id, input_size=INPUT_SIZE, det_thresh=score_threshold)
+        net.prepare(0 if wants_cuda(device) else -1, input_size=INPUT_SIZE, det_thresh=score_threshold)
+        check_provider(net.session, device, f"insightface model {path}")
         self.net = net
         self.session = net.session
         self.name = f"insightface:{path.stem}"

