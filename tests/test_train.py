@@ -468,13 +468,16 @@ def test_the_weight_average_is_validated_and_kept_when_chosen(tiny_data: Data, t
     assert history["val_mae_ema"].notna().all() and (history["val_mae_ema"] != history["val_mae"]).any()
     last, best = load_checkpoint(out / "fold0" / "last.pt"), load_checkpoint(out / "fold0" / "best.pt")
     assert best["kept"] == "ema" and best["epoch"] == 3
-    assert all(torch.equal(best["model"][n], last["ema"][n]) for n in last["ema"])  # best.pt: the average
+    weights = [n for n in last["ema"] if n != "temperature"]  # best.pt's temperature is its calibration
+    assert all(torch.equal(best["model"][n], last["ema"][n]) for n in weights)  # best.pt: the average
+    assert best["model"]["temperature"] == best["calibration"]["temperature"]
     assert any(not torch.equal(last["model"][n], last["ema"][n]) for n in last["ema"])  # not the raw model
     lasts = tmp_path / "last"
     _train(tiny_data, lasts, keep="last", epochs=3, keep_last=True)
     kept = load_checkpoint(lasts / "fold1" / "best.pt")
     raw = _params(lasts, 1)
-    assert kept["epoch"] == 3 and all(torch.equal(kept["model"][n], raw[n]) for n in kept["model"])
+    assert kept["epoch"] == 3
+    assert all(torch.equal(kept["model"][n], raw[n]) for n in kept["model"] if n != "temperature")
 
 
 def test_flip_averages_the_two_distributions(tiny_data: Data) -> None:

@@ -19,7 +19,7 @@ target came close to the mean-variance loss (issue 4).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import timm
 import timm.models
@@ -65,6 +65,7 @@ class AgeModel(nn.Module):
     head_kind: str  # "distribution" (mv, softmax) or "regression" (l2)
     target_mean: Tensor  # buffer: training ages' mean (regression head), saved with the weights
     target_std: Tensor  # buffer: training ages' std
+    temperature: Tensor  # buffer: the logits' divisor fitted on validation (model/calibration.py); 1: none
 
     def __init__(self, backbone: nn.Module, head_kind: str, target_mean: float = 0.0,
                  target_std: float = 1.0) -> None:
@@ -81,12 +82,19 @@ class AgeModel(nn.Module):
         # Buffers so they travel with the checkpoint; the trainer sets them from the training ages (l2).
         self.register_buffer("target_mean", torch.tensor(float(target_mean)))
         self.register_buffer("target_std", torch.tensor(float(target_std)))
+        self.register_buffer("temperature", torch.tensor(1.0))
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        """Checkpoints saved before calibration existed have no temperature: theirs is 1."""
+        state_dict.setdefault(prefix + "temperature", torch.tensor(1.0))
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits (N, 101) for the distribution head; standardised age (N,) for the regression head.
 
         The head runs in fp32 even under autocast (the backbone may run in bf16), so the logits training
-        computes its MAE and best epoch from are those predict and the exported model compute in fp32.
+        computes its MAE and best epoch from are those predict and the exported model compute in fp32. The
+        distribution head's logits are divided by the fitted temperature (1 until calibration sets it).
         """
         features = self.backbone(x)
         if torch.is_autocast_enabled(features.device.type):
@@ -94,7 +102,7 @@ class AgeModel(nn.Module):
                 out = self.head(features.float())
         else:
             out = self.head(features)
-        return out[:, 0] if self.head_kind == "regression" else out
+        return out[:, 0] if self.head_kind == "regression" else out / self.temperature
 
     def decode(self, outputs: Tensor) -> AgePrediction:
         """Ages from forward()'s outputs, in fp32 whatever the autocast state."""

@@ -36,7 +36,13 @@ from faceage.train.distributed import (
     cleanup_distributed,
     setup_distributed,
 )
-from faceage.train.fold import RunInterruptedError, TrainingJob, fit_fold
+from faceage.train.fold import (
+    RunInterruptedError,
+    TrainingJob,
+    calibrate_finished,
+    fit_fold,
+    needs_calibration,
+)
 from faceage.train.loop import stop_on_ctrl_c
 from faceage.train.optim import check_optimizer
 from faceage.train.runs import RunFolder
@@ -116,18 +122,21 @@ def _train(cfg: TrainConfig, run: RunFolder, ctx: DistContext) -> TrainResult:
         raise FaceageError(f"--batch-size {cfg.batch_size} does not split among {ctx.world_size} "
                            f"processes; choose a multiple of {ctx.world_size}.")
     todo = [k for k in folds if not run.fold_finished(k, cfg.epochs)]
+    uncalibrated = [k for k in folds if k not in todo and needs_calibration(cfg, run, k)]
     barrier(ctx)  # every rank has read the run folder before rank 0 writes into it
     with agree_on_failure(ctx, "starting the run folder"):
         run.check_manifest(cfg.manifest_path())
         run.start(cfg)
     log.info("run %s: %s, %s loss, folds %s from %s on %s × %d", run.root, cfg.backbone, cfg.loss, folds,
              cfg.manifest_path(), ctx.device, ctx.world_size)
-    if todo:
+    if todo or uncalibrated:
         data = _load_images(cfg, manifest, ctx)
         with stop_on_ctrl_c() as stop_requested:
             job = TrainingJob(cfg, manifest, data, run, ctx, stop_requested)
             for k in folds:
-                if k not in todo:
+                if k in uncalibrated:
+                    calibrate_finished(job, k, splits[k])
+                elif k not in todo:
                     log.info("fold %d: finished earlier, skipped", k)
                 elif any_rank(stop_requested(), ctx):
                     raise RunInterruptedError(f"stopped before fold {k}; {job.resume_hint()}")

@@ -32,6 +32,7 @@ from faceage.model.checkpoint import CheckpointWriter, load_checkpoint
 from faceage.model.losses import AgeLoss, make_loss
 from faceage.model.network import AgeModel, build_model
 from faceage.train.batches import DeviceImages, num_batches
+from faceage.train.calibrate import calibrate_kept_model, wants_calibration
 from faceage.train.config import TrainConfig
 from faceage.train.distributed import DistContext, agree_on_failure, any_rank
 from faceage.train.loop import EpochPlan, EpochProgress, Learner, epoch_mae, predict, train_epoch
@@ -270,12 +271,40 @@ def _history_row(k: int, epoch: int, lr: float, progress: EpochProgress,
 
 
 def _predict_test(job: TrainingJob, k: int, split: FoldSplit, model: AgeModel) -> None:
-    """Predict the test rows with best.pt's weights (on disk: `finish` returned on every rank); writing the
-    predictions marks the fold finished, and its last.pt goes unless `keep_last`."""
+    """Predict the test rows with best.pt's weights (on disk: `finish` returned on every rank), calibrated
+    on the validation rows; writing the predictions marks the fold finished, and its last.pt goes unless
+    `keep_last`."""
     ages = job.manifest["age"].to_numpy(np.float64)[split.test]
     last_mae = float(np.abs(_predictions(job, model, split.test)["pred"] - ages).mean())  # the last epoch's
     best = load_checkpoint(job.run.best_path(k))
     model.load_state_dict(best["model"])
+    predict_kept_model(job, k, split, model, best, last_mae)
+
+
+def calibrate_finished(job: TrainingJob, k: int, split: FoldSplit) -> None:
+    """Calibrate a fold finished before calibration existed (its best.pt has none) and predict its test
+    rows again, as `--resume` does for such a run."""
+    best = load_checkpoint(job.run.best_path(k))
+    model, _ = build_model(job.cfg.backbone, job.cfg.loss)
+    model.load_state_dict(best["model"])
+    model.to(job.ctx.device)
+    log.info("fold %d: finished before calibration existed; calibrating it", k)
+    predict_kept_model(job, k, split, model, best, None)
+
+
+def needs_calibration(cfg: TrainConfig, run: RunFolder, k: int) -> bool:
+    """Whether finished fold k's best.pt lacks the calibration `cfg` asks for."""
+    if not cfg.calibrate or cfg.loss == "l2" or not run.best_path(k).exists():
+        return False
+    return "calibration" not in load_checkpoint(run.best_path(k))
+
+
+def predict_kept_model(job: TrainingJob, k: int, split: FoldSplit, model: AgeModel, best: dict[str, Any],
+                       last_mae: float | None) -> None:
+    """Calibrate the kept model (best.pt's weights, loaded into `model`), then predict and write the test
+    rows; `last_mae` (the last epoch's test MAE) is logged beside the kept model's."""
+    if wants_calibration(job, model, split):
+        calibrate_kept_model(job, k, split, model)
     out = _predictions(job, model, split.test)
     rows = job.manifest.iloc[split.test]
     table = pd.DataFrame({
@@ -287,6 +316,7 @@ def _predict_test(job: TrainingJob, k: int, split: FoldSplit, model: AgeModel) -
         job.run.write_fold_predictions(k, table, out.get("probs"))
         if not job.cfg.keep_last:
             job.run.drop_last(k)
-    log.info("fold %d: test MAE %.3f on %d images (best.pt: %s model of epoch %s); the last epoch's model: "
-             "%.3f", k, float(np.abs(table["pred"] - table["age"]).mean()), len(table),
-             best.get("kept", "best"), best["epoch"], last_mae)
+    last = "" if last_mae is None else f"; the last epoch's model: {last_mae:.3f}"
+    log.info("fold %d: test MAE %.3f on %d images (best.pt: %s model of epoch %s)%s", k,
+             float(np.abs(table["pred"] - table["age"]).mean()), len(table), best.get("kept", "best"),
+             best["epoch"], last)
