@@ -73,8 +73,10 @@ def run_demo(data: Path | None = None, out: Path = Path("demo_out"), recipe: Pat
     console.rule(f"align {escape(str(images))}")
     console.print(summary_table(align_folder(images, result.aligned, workers=workers)))
     if not labelled:
-        result.notes.append(f"{images} has no age labels in its file names: aligned only (pass --data with "
-                            f"MORPH-style names SSSSSS_NNGAA.JPG to train and evaluate).")
+        result.drawn = _predict(None, images, out, device)
+        result.notes.append(f"{images} has no age labels in its file names: aligned, and predicted with the "
+                            f"bundled model (pass --data with MORPH-style names SSSSSS_NNGAA.JPG to train "
+                            f"and evaluate a model of your own).")
         return result
     result.manifest = _manifest(result.aligned, out)
     result.run = _train(result.manifest, result.aligned, out, recipe, epochs, device)
@@ -120,12 +122,13 @@ def _evaluate(run: Path, out: Path) -> Path:
     return report
 
 
-def _predict(run: Path, images: Path, out: Path, device: str) -> Path:
+def _predict(run: Path | None, images: Path, out: Path, device: str) -> Path:
+    """Drawn copies and predict.csv for the first photos, with the run's model (None: the bundled one)."""
     from faceage.core.files import list_images
     from faceage.predict.estimator import load_estimator
     from faceage.predict.photos import predict_images, predictions_table, write_predictions
 
-    console.rule(f"predict {PREDICT_IMAGES} photos")
+    console.rule(f"predict {PREDICT_IMAGES} photos" + (" with the bundled model" if run is None else ""))
     photos = [images / rel for rel in list_images(images)[:PREDICT_IMAGES]]
     drawn = out / "drawn"
     result = predict_images(load_estimator(run, device=device), photos, draw_dir=drawn)

@@ -95,12 +95,13 @@ def eval_command(
 
 @app.command("predict")
 def predict_command(
-    model: Annotated[Path, typer.Argument(
-        help="Run folder (its folds' distributions averaged), a fold's best.pt/last.pt, or an exported "
-             ".onnx.",
-        show_default=False)],
     images: Annotated[list[Path], typer.Argument(
         help="Image files and folders (walked recursively).", show_default=False)],
+    model: Annotated[Path | None, typer.Option(
+        "--model", "-m",
+        help="Run folder (its folds' distributions averaged), a fold's best.pt/last.pt, or an exported "
+             ".onnx (default: the bundled model, faceage/zoo).",
+        show_default=False)] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Write every row to this .csv or .json.")] = None,
     draw: Annotated[Path | None, typer.Option(
@@ -110,7 +111,7 @@ def predict_command(
         "--detector", help="retinaface or insightface (default: as the run's faces.csv, else retinaface).",
         show_default=False)] = None,
     detector_model: Annotated[Path | None, typer.Option(
-        "--model", help="Detector model file or pack, as for `faceage align`.")] = None,
+        "--detector-model", help="Detector model file or pack, as `faceage align --model` takes.")] = None,
     size: Annotated[int | None, typer.Option(
         "--size", help="Aligned crop side (default: as the run's aligned faces, else 256).",
         show_default=False)] = None,
@@ -125,7 +126,10 @@ def predict_command(
         show_default=False)] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Faces per model call.")] = 32,
 ) -> None:
-    """Age ± std of every face in the images: detect, align as training did, predict; failures listed."""
+    """Age ± std of every face in the images: detect, align as training did, predict; failures listed.
+
+    With no --model, the bundled model (trained on UTKFace, MORPH and ChaLearn faces; its card is
+    faceage/zoo/README.md) predicts, offline."""
     import os
 
     import faceage.predict.photos as pr

@@ -84,6 +84,11 @@ def load_rgb(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> np.n
         raise ImageLoadError("unreadable", f"{path}: corrupt image data ({exc}); re-export it.") from None
 
 
+def pil_to_rgb(im: Image.Image, name: str = "the image") -> np.ndarray:
+    """A Pillow image as load_rgb returns a file's pixels: upright by its EXIF tag, uint8 RGB."""
+    return _to_rgb(_upright(im), Path(name))
+
+
 def _check_regular(path: Path) -> None:
     """Refuse what is not a regular file before opening it: reading a FIFO blocks forever, a device never
     ends. (A link to a regular file is fine.)"""

@@ -6,6 +6,8 @@ against torch. Never imports train.
 from faceage.core.lazy import lazy_exports
 
 _EXPORTS = {
+    "estimate_ages": "api",
+    "FaceAge": "api",
     "load_estimator": "estimator",
     "Estimator": "estimator",
     "ModelInfo": "estimator",

@@ -53,6 +53,7 @@ class ModelInfo:
     folds: tuple[int, ...]  # the folds averaged
     aligned: str | None  # the aligned folder the run trained on (its faces.csv says how it was aligned)
     flip: bool = False  # test-time flip: each face averaged with its mirror (inside the model and graph)
+    alignment: tuple[str, int] | None = None  # (detector, crop side) recorded in an exported file
 
     @property
     def distribution(self) -> bool:
@@ -154,9 +155,17 @@ class OnnxEstimator:
         return to_ages(outputs, self.info)
 
 
-def load_estimator(model: str | Path, fold: int | None = None, device: str = "auto",
+def load_estimator(model: str | Path | None = None, fold: int | None = None, device: str = "auto",
                    threads: int = 1) -> Estimator:
-    """The model at `model`: a run folder (all folds averaged, or `fold`), a checkpoint, or an .onnx file."""
+    """The model at `model`: a run folder (all folds averaged, or `fold`), a checkpoint, or an .onnx file;
+    None: the bundled model (faceage/zoo), its checksum verified."""
+    if model is None:
+        if fold is not None:
+            raise FaceageError("--fold picks a fold of a run folder; the bundled model has none (pass --model "
+                               "RUN to predict with one of a run's folds).")
+        from faceage.zoo import bundled_model
+
+        return load_onnx(bundled_model(), device, threads)
     path = Path(model).expanduser()
     if path.suffix.lower() == ".onnx":
         if fold is not None:
@@ -279,7 +288,7 @@ def load_onnx(path: Path, device: str = "auto", threads: int = 1) -> OnnxEstimat
                          int(meta[META_PREFIX + "img_size"]), int(meta[META_PREFIX + "resize"]),
                          tuple(int(k) for k in meta[META_PREFIX + "folds"].split(",") if k),
                          meta.get(META_PREFIX + "aligned") or None,
-                         meta.get(META_PREFIX + "tta_flip") == "True")
+                         meta.get(META_PREFIX + "tta_flip") == "True", _recorded(meta))
     except (KeyError, ValueError) as exc:
         raise FaceageError(f"{path}: not written by `faceage export` (metadata {exc} missing or bad); export "
                            f"the run with `faceage export RUN --onnx {path}`.") from None
@@ -291,7 +300,15 @@ def onnx_metadata(info: ModelInfo) -> dict[str, str]:
     values = {"backbone": info.backbone, "loss": info.loss, "img_size": info.img_size, "resize": info.resize,
               "folds": ",".join(str(k) for k in info.folds), "aligned": info.aligned or "",
               "tta_flip": info.flip}
+    if info.alignment is not None:
+        values.update(detector=info.alignment[0], align_size=info.alignment[1])
     return {META_PREFIX + key: str(value) for key, value in values.items()}
+
+
+def _recorded(meta: dict[str, str]) -> tuple[str, int] | None:
+    """The (detector, crop side) an exported file records for the faces it was trained on, if any."""
+    detector, size = meta.get(META_PREFIX + "detector"), meta.get(META_PREFIX + "align_size")
+    return (detector, int(size)) if detector and size else None
 
 
 def preprocess(crops: Sequence[np.ndarray] | np.ndarray, info: ModelInfo) -> np.ndarray:

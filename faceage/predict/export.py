@@ -18,7 +18,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,7 @@ from faceage.predict.estimator import (
     output_names,
     preprocess,
 )
+from faceage.predict.photos import recorded_alignment
 
 PARITY_TOLERANCE = 1e-4  # max |Δ| of the probabilities (of the mean for l2), onnxruntime CPU vs torch fp32
 CHECK_FACES = 8
@@ -73,6 +74,8 @@ def export_onnx(run: str | Path, out: str | Path, fold: int | None = None, opset
     check_output(out, "--onnx")
     check_writable(out, "--onnx")
     ensemble, info = load_ensemble(run, fold)
+    recorded = recorded_alignment(info)  # travels in the file: predict aligns as training's faces were
+    info = replace(info, alignment=(recorded.detector, recorded.size))
     x = check_faces(info, faces)
     prefix, suffix = temporary_affixes(out)
     with _staged(out, prefix, suffix[:4]) as folder:

@@ -66,7 +66,7 @@ class PredictResult:
 
 def alignment_for(info: ModelInfo, options: PredictOptions) -> AlignSettings:
     """The align settings training's faces were made with (the run's faces.csv), overridden by `options`."""
-    recorded = _recorded_alignment(info)
+    recorded = recorded_alignment(info)
     settings = replace(
         recorded, detector=options.detector or recorded.detector, model=options.detector_model,
         size=options.size or recorded.size, score_threshold=options.score_threshold,
@@ -75,10 +75,15 @@ def alignment_for(info: ModelInfo, options: PredictOptions) -> AlignSettings:
     return settings
 
 
-def _recorded_alignment(info: ModelInfo) -> AlignSettings:
-    """Detector and crop size of the run's aligned faces (faces.csv and its first aligned image), else
-    align's defaults. The settings hash does not say the rest (min face, threshold): defaults for those."""
+def recorded_alignment(info: ModelInfo) -> AlignSettings:
+    """Detector and crop size the model records (an exported file), else those of the run's aligned faces
+    (faces.csv and its first aligned image), else align's defaults. The settings hash does not say the rest
+    (min face, threshold): defaults for those."""
     default = AlignSettings()
+    if info.alignment is not None:
+        detector, size = info.alignment
+        log.info("aligning as %s records: %s detector, %d px", Path(info.source).name, detector, size)
+        return replace(default, detector=detector, size=size)
     faces_csv = Path(info.aligned) / FACES_CSV if info.aligned else None
     if faces_csv is None or not faces_csv.is_file():
         log.info("%s not found: aligning with align's defaults", faces_csv or "the run's faces.csv")

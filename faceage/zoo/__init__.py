@@ -1,0 +1,55 @@
+"""The bundled age model: an exported ONNX file shipped inside the package, with its sha256 beside it.
+
+`bundled_model()` returns the file's path once its checksum matches, so a damaged or swapped copy is refused
+before any prediction; nothing is ever downloaded. The model card (README.md here) says what it was trained
+on, how, and how well it does on faces it never saw. Reads only files inside this folder.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+
+from faceage.core.atomic import atomic_path
+from faceage.core.errors import FaceageError
+
+ZOO_DIR = Path(__file__).resolve().parent
+BUNDLED_NAME = "faceage-age-lite0.onnx"
+CARD = ZOO_DIR / "README.md"
+
+
+def bundled_model(folder: Path = ZOO_DIR) -> Path:
+    """The bundled model file in `folder`, after checking its sha256 against the one shipped with it."""
+    path = folder / BUNDLED_NAME
+    expected_file = path.with_name(path.name + ".sha256")
+    if not path.is_file() or not expected_file.is_file():
+        raise FaceageError(f"{path}: the bundled model is missing from this installation; reinstall "
+                           f"faceage from its repository (pip install --force-reinstall .), or pass --model "
+                           f"with a run folder, checkpoint or .onnx file.")
+    expected = expected_file.read_text().split()[0].lower()
+    found = _sha256(path, path.stat().st_size, path.stat().st_mtime_ns)
+    if found != expected:
+        raise FaceageError(f"{path}: the bundled model is damaged (sha256 {found[:16]}…, expected "
+                           f"{expected[:16]}… from {expected_file.name}); reinstall faceage (pip install "
+                           f"--force-reinstall .) or pass --model with another model.")
+    return path
+
+
+def write_checksum(path: Path) -> str:
+    """Write `<path>.sha256` for a freshly exported bundled model; returns the digest."""
+    digest = _sha256(path, path.stat().st_size, path.stat().st_mtime_ns)
+    with atomic_path(path.with_name(path.name + ".sha256")) as tmp:
+        tmp.write_text(f"{digest}  {path.name}\n")
+    return digest
+
+
+@functools.lru_cache(maxsize=4)
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:
+    """The file's sha256, computed once per (path, size, mtime) in a process."""
+    del size, mtime_ns  # part of the cache key only: a changed file is hashed again
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
