@@ -186,16 +186,21 @@ def paired_difference(
     return diff, (lo, hi), float(test.pvalue)
 
 
+def p_text(p: float) -> str:
+    """`p = 0.003`, or `p < 0.001` below that."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
 def verdict(a: str, b: str, diff: float, ci: tuple[float, float], p: float) -> str:
     """One line: who beats whom by how much, or that no difference is detectable at this size."""
-    p_text = "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+    p_line = p_text(p)
     lo, hi = ci
     if hi < 0:
-        return f"{a} beats {b} by {-diff:.2f} y (95 % CI {-hi:.2f}–{-lo:.2f}, {p_text})"
+        return f"{a} beats {b} by {-diff:.2f} y (95 % CI {-hi:.2f}–{-lo:.2f}, {p_line})"
     if lo > 0:
-        return f"{b} beats {a} by {diff:.2f} y (95 % CI {lo:.2f}–{hi:.2f}, {p_text})"
+        return f"{b} beats {a} by {diff:.2f} y (95 % CI {lo:.2f}–{hi:.2f}, {p_line})"
     return (f"no difference detectable at this size ({a} − {b} = {diff:+.2f} y, 95 % CI {lo:.2f} to "
-            f"{hi:.2f}, {p_text})")
+            f"{hi:.2f}, {p_line})")
 
 
 def _errors_on(members: Sequence[Member], paths: pd.Index) -> Floats:

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from rich.table import Table
 
-from faceage.evaluate.compare import Comparison, GroupSummary
+from faceage.evaluate.compare import Comparison, GroupSummary, p_text
 from faceage.evaluate.metrics import CS_REPORT_THETA
 from faceage.evaluate.report import PLOT_CREATOR, PLOT_MARK
 
@@ -49,7 +49,8 @@ def group_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
 
 def pair_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
     header = ["a", "b", "MAE a − b", "95 % CI", "p", "verdict"]
-    rows = [[p.a, p.b, f"{p.mae_diff:+.3f}", f"{p.ci95[0]:+.3f} … {p.ci95[1]:+.3f}", f"{p.p_value:.4f}",
+    rows = [[p.a, p.b, f"{p.mae_diff:+.3f}", f"{p.ci95[0]:+.3f} … {p.ci95[1]:+.3f}",
+             p_text(p.p_value).removeprefix("p = ").removeprefix("p "),
              p.verdict] for p in comparison.pairs]
     return header, rows
 

@@ -131,7 +131,7 @@ def _report(spec: StudySpec, comparison: Comparison) -> str:
              f"Recipe {recipe}; losses {', '.join(spec.losses)}; seeds {', '.join(map(str, spec.seeds))}; "
              f"one run folder per loss and seed in `{spec.out}` (`<loss>-s<seed>/`). Settings: "
              f"`{STUDY_YAML}`.", "", f"![Cumulative score, mean over seeds]({CS_PNG})", ""]
-    return "\n".join(lines) + comparison_markdown(comparison, level=2).rstrip("\n") + "\n"
+    return "\n".join(lines) + "\n" + comparison_markdown(comparison, level=2).rstrip("\n") + "\n"
 
 
 def _write_outputs(spec: StudySpec, settings: dict[str, object], comparison: Comparison) -> list[Path]:
