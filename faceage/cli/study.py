@@ -51,6 +51,10 @@ def study_command(
     except StudyInterruptedError as exc:
         console.print(f"[yellow]{escape(str(exc))}[/]", highlight=False)
         raise typer.Exit(130) from None
+    except KeyboardInterrupt:  # outside a run's training: between runs, or while comparing
+        console.print("[yellow]interrupted; run the same `faceage study` command again to resume.[/]",
+                      highlight=False)
+        raise typer.Exit(130) from None
     for table in comparison_tables(result.comparison, f"study {out}"):
         console.print(table)
     for pair in result.comparison.pairs:
