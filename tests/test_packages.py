@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-PACKAGES = ("core", "align", "manifest", "model", "train", "evaluate", "predict")
+PACKAGES = ("core", "align", "manifest", "model", "train", "evaluate", "predict", "study")
 
 
 @pytest.mark.parametrize("name", PACKAGES)
@@ -22,8 +22,8 @@ def test_every_public_name_resolves(name: str) -> None:
         package.nothing  # noqa: B018
 
 
-@pytest.mark.parametrize("module", ["faceage.cli", "faceage.evaluate.run", "faceage.align.run",
-                                    "faceage.manifest.build", "faceage.train.config"])
+@pytest.mark.parametrize("module", ["faceage.cli", "faceage.evaluate.run", "faceage.evaluate.compare",
+                                    "faceage.align.run", "faceage.manifest.build", "faceage.train.config"])
 def test_importing_does_not_load_torch(module: str) -> None:
     """The command line starts without torch; eval, align and manifest never need it."""
     code = f"import sys, {module}; print('torch' in sys.modules)"

@@ -71,6 +71,7 @@ def test_the_gpu_recipes_compile_and_the_cpu_ones_do_not() -> None:
     compiled = {recipe.stem: resolve_config(recipe).compile for recipe in sorted(PIPELINES.glob("*.yaml"))}
     assert compiled.pop("demo-morph_subset-lite0") is False
     assert compiled.pop("morph_subset-lite0-best") is False  # measured on a CPU
+    assert compiled.pop("study-morph_subset-lite0") is False  # a study sized for a CPU
     assert compiled and all(compiled.values()), compiled
 
 

@@ -1,7 +1,8 @@
 """The `faceage` command line: one thin command per stage, each calling one typed library function.
 
-Commands parse options, call the library, and print. `app` holds the Typer application; `data`, `models`
-and `tools` register the commands on it, in the order `--help` lists them. No library package imports this.
+Commands parse options, call the library, and print. `app` holds the Typer application; `data`, `models`,
+`study` and `tools` register the commands on it, in the order `--help` lists them. No library package
+imports this.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import sys
 
 from rich.markup import escape
 
-from faceage.cli import data, models, tools  # noqa: F401 - importing them registers their commands
+from faceage.cli import data, models, study, tools  # noqa: F401 - importing them registers their commands
 from faceage.cli.app import app
 from faceage.core.console import console
 from faceage.core.errors import FaceageError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,15 +16,16 @@ from faceage.core.console import console
 from faceage.core.errors import FaceageError
 
 
-def _with_train_options(command: Callable[..., None]) -> Callable[..., None]:
-    """Give `command` one option per TrainConfig setting: flag, type, help and shown default all come from
-    the dataclass (`faceage.train.config`), so a setting is declared once. Each arrives as a keyword
-    argument, None when the flag was not given (the recipe or the saved run then decides)."""
+def _with_train_options(command: Callable[..., None], exclude: Collection[str] = ()) -> Callable[..., None]:
+    """Give `command` one option per TrainConfig setting (but those in `exclude`): flag, type, help and
+    shown default all come from the dataclass (`faceage.train.config`), so a setting is declared once. Each
+    arrives as a keyword argument, None when the flag was not given (the recipe or the saved run then
+    decides). `faceage study` uses it too, without the settings it sets per run."""
     from faceage.train.config import TrainConfig, field_type
 
     signature = inspect.signature(command, eval_str=True)
     params = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
-    for setting in dataclasses.fields(TrainConfig):
+    for setting in (s for s in dataclasses.fields(TrainConfig) if s.name not in exclude):
         kind, _ = field_type(setting.name)
         flag = "--" + setting.name.replace("_", "-")
         names = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
@@ -82,13 +83,24 @@ def eval_command(
     max_theta: Annotated[int, typer.Option(
         "--max-theta", help="Largest error level θ (years) of the CS curve.",
     )] = 20,
+    group_by: Annotated[str | None, typer.Option(
+        "--group-by", help="Group run folders by this config.yaml setting (loss) and compare the groups: "
+                           "mean ± std over seeds, MAE difference of each pair with its 95 % CI and p.",
+    )] = None,
+    resamples: Annotated[int, typer.Option(
+        "--resamples", help="Bootstrap draws and permutation-test sign flips of --group-by.")] = 2000,
 ) -> None:
     """MAE, cumulative score CS(θ), ε-error, per-fold and per-age-group tables of predictions tables."""
+    from faceage.evaluate.compare_report import comparison_tables
     from faceage.evaluate.report import console_table
     from faceage.evaluate.run import evaluate
 
-    result = evaluate(inputs or [], curve=curve, report=report, json_path=json_path, max_theta=max_theta)
+    result = evaluate(inputs or [], curve=curve, report=report, json_path=json_path, max_theta=max_theta,
+                      group_by=group_by, resamples=resamples)
     console.print(console_table(result.inputs))
+    if result.comparison is not None:
+        for table in comparison_tables(result.comparison, f"by {result.comparison.group_by}"):
+            console.print(table)
     for path in result.written:
         console.print(f"wrote {escape(str(path))}", highlight=False)
 

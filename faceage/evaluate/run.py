@@ -7,6 +7,7 @@ batch: if any input is bad, no output file appears (and no existing one is touch
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from faceage.core.errors import FaceageError
 from faceage.core.layout import PREDICTIONS_CSV, RUNS_DIR
 from faceage.core.outputs import check_output, check_sidecar, has_header
 from faceage.core.schema import PREDICTIONS, read_table
+from faceage.evaluate.compare import RESAMPLES, Comparison, compare_groups, group_runs
+from faceage.evaluate.compare_report import comparison_markdown
 from faceage.evaluate.metrics import Metrics, summarize
 from faceage.evaluate.report import (
     PLOT_FORMATS,
@@ -28,6 +31,7 @@ from faceage.evaluate.report import (
     cs_table,
     is_faceage_plot,
     markdown_report,
+    metrics_dict,
     metrics_json,
 )
 
@@ -36,10 +40,12 @@ MAX_THETA_LIMIT = 200
 
 @dataclass(frozen=True)
 class EvalResult:
-    """The metrics of each input (in the order given) and the files written."""
+    """The metrics of each input (in the order given), the files written, and with `group_by` the
+    comparison of the groups."""
 
     inputs: list[InputMetrics]
     written: list[Path]
+    comparison: Comparison | None = None
 
 
 def newest_run(runs_dir: Path = RUNS_DIR) -> Path:
@@ -117,11 +123,15 @@ def evaluate(
     json_path: Path | None = None,
     max_theta: int = 20,
     runs_dir: Path = RUNS_DIR,
+    group_by: str | None = None,
+    resamples: int = RESAMPLES,
 ) -> EvalResult:
     """Evaluate predictions tables (run folders or CSVs; none: the newest run under `runs_dir`).
 
     `curve` gets the CS plot and, beside it, `<curve stem>.csv` (theta + a column per input). A `report`
-    without `curve` puts the plot at `cs.png` beside the report, which links to it relatively.
+    without `curve` puts the plot at `cs.png` beside the report, which links to it relatively. `group_by`
+    (`loss`) groups run folders by their config.yaml's setting and compares the groups
+    (`faceage.evaluate.compare`): the report gains a section, metrics.json a `comparison` object.
     """
     if not 1 <= max_theta <= MAX_THETA_LIMIT:
         raise FaceageError(f"--max-theta {max_theta}: choose a whole number of years, 1..{MAX_THETA_LIMIT}.")
@@ -139,22 +149,31 @@ def evaluate(
                 for p in ((curve, curve_csv) if implicit_curve else (curve_csv,)) if p is not None}
     _check_outputs(named, sidecars, tables)
 
+    labels = input_labels(tables)
+    frames = [read_table(table, PREDICTIONS) for table in tables]
     results = [
-        InputMetrics(label, table, table_metrics(read_table(table, PREDICTIONS), max_theta))
-        for label, table in zip(input_labels(tables), tables, strict=True)
+        InputMetrics(label, table, table_metrics(frame, max_theta))
+        for label, table, frame in zip(labels, tables, frames, strict=True)
     ]
+    comparison = (None if group_by is None else
+                  compare_groups(group_runs(tables, labels, frames, group_by), group_by, resamples))
     contents: dict[Path, bytes] = {}
     if curve is not None and curve_csv is not None:
         contents[curve] = cs_plot(results, fmt=curve.suffix.lower().lstrip("."))
         contents[curve_csv] = cs_table(results).to_csv(index=False).encode()
     if json_path is not None:
-        contents[json_path] = metrics_json(results).encode()
+        contents[json_path] = (metrics_json(results) if comparison is None else json.dumps(
+            {"inputs": [metrics_dict(i) for i in results], "comparison": comparison.to_dict()},
+            indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode()
     if report is not None and curve is not None:
         # percent-encoded: a Markdown link breaks at a space (`my plots/cs.png`)
         link = quote(Path(os.path.relpath(curve.resolve(), report.resolve().parent)).as_posix())
-        contents[report] = markdown_report(results, link).encode()
+        text = markdown_report(results, link)
+        if comparison is not None:
+            text += "\n" + comparison_markdown(comparison)
+        contents[report] = text.encode()
     _write_all(contents)
-    return EvalResult(results, list(contents))
+    return EvalResult(results, list(contents), comparison)
 
 
 def _write_all(contents: dict[Path, bytes]) -> None:
