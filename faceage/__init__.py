@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from faceage.core.lazy import lazy_exports  # noqa: E402  # after __version__, which the CLI reads cheaply
+from faceage.core.lazy import lazy_exports  # after __version__, which the CLI reads cheaply
 
 _EXPORTS = {"estimate_ages": "predict.api", "FaceAge": "predict.api"}
 __all__ = ["__version__", *sorted(_EXPORTS)]

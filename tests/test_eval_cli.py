@@ -64,12 +64,18 @@ def test_end_to_end_on_a_run_folder(workdir: Path, monkeypatch: pytest.MonkeyPat
     assert m["epsilon_sigma_zero"] == 1
     assert [(f["fold"], f["mae"], f["cs5"]) for f in m["per_fold"]] == [(0, 2.5, 1.0), (1, 8.0, 0.0)]
     assert m["fold_summary"]["mae_std"] == pytest.approx(5.5 / math.sqrt(2))
-    assert m["uncertainty"] == {"center": "mean", "within_1std": 0.25, "within_2std": 0.5}
+    u = m["uncertainty"]
+    assert (u["center"], u["within_1std"], u["within_2std"]) == ("mean", 0.25, 0.5)
+    assert len(u["shares"]) == 12 and (u["shares"][3], u["shares"][7]) == (0.25, 0.5)  # k = 0.25 … 3
+    assert u["shares"] == sorted(u["shares"])  # a share can only grow with k
     cs = pd.read_csv(workdir / "out" / "cs.csv")
     assert cs.columns.tolist() == ["theta", "mv"] and cs["mv"].iloc[5] == 0.5
     with Image.open(workdir / "out" / "cs.png") as img:
         assert img.format == "PNG" and img.size[0] > 0
     assert "![Cumulative score](cs.png)" in (workdir / "out" / "report.md").read_text()
+    assert "![Coverage](coverage.png)" in (workdir / "out" / "report.md").read_text()
+    with Image.open(workdir / "out" / "coverage.png") as img:  # beside the report, as cs.png would be
+        assert img.format == "PNG" and img.info.get("Software") == "faceage eval"
 
 
 def test_default_input_is_the_newest_run(workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
@@ -194,7 +200,7 @@ def test_report_links_the_plot_relative_to_itself(
     _write(workdir / "runs" / "mv" / "predictions.csv")
     code, out = _run(["runs/mv", "--report", "rep/report.md"], monkeypatch, capsys)
     assert code == 0, out
-    assert sorted(p.name for p in (workdir / "rep").iterdir()) == ["cs.csv", "cs.png", "report.md"]
+    assert sorted(p.name for p in (workdir / "rep").iterdir()) == ["coverage.png", "cs.csv", "cs.png", "report.md"]
     assert "![Cumulative score](cs.png)" in (workdir / "rep" / "report.md").read_text()
     code, out = _run(["runs/mv", "--report", "rep/report.md", "--curve", "plots/cs.png"], monkeypatch, capsys)
     assert code == 0, out

@@ -246,8 +246,9 @@ def test_cli_end_to_end(trained_run: Path, photos: list[Path], bad_inputs_dir: P
     runner = CliRunner()
     inputs = [str(p) for p in photos[:2]] + [str(bad_inputs_dir / "zero_bytes.jpg")]
     for out in ("faces.csv", "faces.json"):
-        result = runner.invoke(app, ["predict", *inputs, "--model", str(trained_run), "--out", str(tmp_path / out),
-                                     "--draw", str(tmp_path / "drawn"), "--device", "cpu"])
+        result = runner.invoke(app, ["predict", *inputs, "--model", str(trained_run), "--out",
+                                     str(tmp_path / out), "--draw", str(tmp_path / "drawn"),
+                                     "--device", "cpu"])
         assert result.exit_code == 0, result.output
     table = read_table(tmp_path / "faces.csv", FACE_PREDICTIONS)
     assert list(table["status"]) == ["ok", "ok", "unreadable"]
@@ -257,10 +258,12 @@ def test_cli_end_to_end(trained_run: Path, photos: list[Path], bad_inputs_dir: P
     drawn = sorted(p.name for p in (tmp_path / "drawn").iterdir())
     assert drawn == sorted(f"{p.stem}.jpg" for p in photos[:2])
     # nothing readable at all: the table is still written, the exit code says so
-    nothing = runner.invoke(app, ["predict", "--model", str(trained_run), str(bad_inputs_dir / "zero_bytes.jpg"),
-                                  "--out", str(tmp_path / "none.csv"), "--device", "cpu"])
+    nothing = runner.invoke(app, ["predict", "--model", str(trained_run),
+                                  str(bad_inputs_dir / "zero_bytes.jpg"), "--out", str(tmp_path / "none.csv"),
+                                  "--device", "cpu"])
     assert nothing.exit_code == 1 and (tmp_path / "none.csv").is_file()
-    bad_out = runner.invoke(app, ["predict", "--model", str(trained_run), inputs[0], "--out", str(tmp_path / "x.txt")])
+    bad_out = runner.invoke(app, ["predict", "--model", str(trained_run), inputs[0], "--out",
+                                  str(tmp_path / "x.txt")])
     assert isinstance(bad_out.exception, FaceageError) and ".csv or .json" in str(bad_out.exception)
 
 

@@ -74,7 +74,9 @@ def test_json_several_inputs_is_a_list_in_order() -> None:
     ]))
     assert [i["label"] for i in both["inputs"]] == ["a", "b"]
     assert both["inputs"][0]["epsilon_sigma_zero"] == 1 and both["inputs"][0]["epsilon_n"] == 4
-    assert both["inputs"][1]["uncertainty"] == {"center": "mean", "within_1std": 1.0, "within_2std": 1.0}
+    u = both["inputs"][1]["uncertainty"]
+    assert (u["center"], u["within_1std"], u["within_2std"]) == ("mean", 1.0, 1.0)
+    assert u["shares"][3:] == [1.0] * 9  # within 1 std or more: every face
 
 
 def test_markdown_report_links_the_plot_and_has_the_tables() -> None:

@@ -77,9 +77,14 @@ def eval_command(
         "--curve", help="CS plot (.png, .svg or .pdf); cs.csv (θ + a column per input) is written beside it.",
     )] = None,
     report: Annotated[Path | None, typer.Option(
-        "--report", help="Markdown report; links the plot (cs.png beside it unless --curve is given).",
+        "--report", help="Markdown report; links the plots (cs.png and coverage.png beside it unless "
+                         "--curve / --coverage are given).",
     )] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Metrics as JSON.")] = None,
+    coverage: Annotated[Path | None, typer.Option(
+        "--coverage", help="Calibration plot (.png, .svg or .pdf): share of faces within k predicted stds "
+                           "of their age against a Gaussian's, k = 0.25 … 3.",
+    )] = None,
     max_theta: Annotated[int, typer.Option(
         "--max-theta", help="Largest error level θ (years) of the CS curve.",
     )] = 20,
@@ -96,7 +101,7 @@ def eval_command(
     from faceage.evaluate.run import evaluate
 
     result = evaluate(inputs or [], curve=curve, report=report, json_path=json_path, max_theta=max_theta,
-                      group_by=group_by, resamples=resamples)
+                      group_by=group_by, resamples=resamples, coverage=coverage)
     console.print(console_table(result.inputs))
     if result.comparison is not None:
         for table in comparison_tables(result.comparison, f"by {result.comparison.group_by}"):

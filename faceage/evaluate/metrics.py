@@ -155,24 +155,34 @@ def summarize_folds(folds: list[FoldStats]) -> FoldSummary:
     )
 
 
+COVERAGE_MULTIPLES = tuple(0.25 * i for i in range(1, 13))  # 0.25 … 3 stds: the coverage picture's x
+
+
+def gaussian_share(multiple: float) -> float:
+    """Share of a Gaussian within `multiple` stds of its mean: erf(k / √2) (68.3 % at 1, 95.4 % at 2)."""
+    return math.erf(multiple / math.sqrt(2))
+
+
 @dataclass(frozen=True)
 class Calibration:
-    """Share of faces with |center − age| within 1 and 2 predicted stds (a Gaussian gives 68.3 %, 95.4 %)."""
+    """Share of faces with |center − age| within 1 and 2 predicted stds (a Gaussian gives 68.3 %, 95.4 %),
+    and within each of COVERAGE_MULTIPLES stds (`shares`)."""
 
     center: str
     within_1std: float
     within_2std: float
+    shares: tuple[float, ...] = ()
 
 
 def calibrate(center: ArrayLike, age: ArrayLike, std: ArrayLike, center_name: str) -> Calibration:
     """Is the predicted uncertainty honest? `center_name` says which column gave the centre (mean or pred)."""
     err = abs_errors(center, age)
     std_a = _arr(std)
-    return Calibration(
-        center_name,
-        float((err <= std_a + TOL).mean()),
-        float((err <= 2 * std_a + TOL).mean()),
-    )
+
+    def within(k: float) -> float:
+        return float((err <= k * std_a + TOL).mean())
+
+    return Calibration(center_name, within(1), within(2), tuple(within(k) for k in COVERAGE_MULTIPLES))
 
 
 @dataclass(frozen=True)

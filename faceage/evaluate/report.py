@@ -21,7 +21,14 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 from rich.table import Table
 
-from faceage.evaluate.metrics import CS_REPORT_THETA, TOL, GroupStats, Metrics
+from faceage.evaluate.metrics import (
+    COVERAGE_MULTIPLES,
+    CS_REPORT_THETA,
+    TOL,
+    GroupStats,
+    Metrics,
+    gaussian_share,
+)
 
 PLOT_FORMATS = (".png", ".svg", ".pdf")
 PLOT_CREATOR = "faceage eval"  # stamped into every plot, so a later report knows it may replace it
@@ -62,6 +69,32 @@ def cs_plot(inputs: list[InputMetrics], fmt: str = "png") -> bytes:
     ax.set_xlim(0, len(inputs[0].metrics.cs) - 1)
     ax.set_ylim(0, 100)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(True, alpha=0.4)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, metadata={PLOT_MARK[fmt]: PLOT_CREATOR})
+    return buf.getvalue()
+
+
+def coverage_plot(inputs: list[InputMetrics], fmt: str = "png") -> bytes:
+    """Observed share of faces within k predicted stds of their age against a Gaussian's, k = 0.25 … 3:
+    an honest uncertainty follows the diagonal-like reference; below it, the stds are too small."""
+    fig = Figure(figsize=(6.4, 4.8), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ks = COVERAGE_MULTIPLES
+    ax.plot(ks, [100 * gaussian_share(k) for k in ks], color="black", linestyle="--", label="Gaussian")
+    for item in inputs:
+        if item.metrics.calibration is not None:
+            label = f" {item.label}" if item.label.startswith("_") else item.label
+            ax.plot(ks, [100 * v for v in item.metrics.calibration.shares], marker="o", markersize=3,
+                    label=label)
+    ax.set_xlabel("Predicted std multiple k")
+    ax.set_ylabel("Faces with |mean − age| ≤ k·std (%)")
+    ax.set_title("Is the uncertainty honest? Observed share against a Gaussian's")
+    ax.set_xlim(0, ks[-1])
+    ax.set_ylim(0, 100)
     ax.grid(True, alpha=0.4)
     ax.legend(loc="lower right")
     fig.tight_layout()
@@ -211,8 +244,10 @@ def _input_section(item: InputMetrics) -> list[str]:
     return out
 
 
-def markdown_report(inputs: list[InputMetrics], plot_link: str | None) -> str:
-    """report.md: comparison table, the CS plot (relative link), CS(θ) table, then one section per input."""
+def markdown_report(inputs: list[InputMetrics], plot_link: str | None,
+                    coverage_link: str | None = None) -> str:
+    """report.md: comparison table, the CS plot (relative link), CS(θ) table, the coverage plot (when
+    written), then one section per input."""
     header, rows = headline_rows(inputs)
     out = ["# Age estimation report", ""]
     out += [
@@ -229,6 +264,10 @@ def markdown_report(inputs: list[InputMetrics], plot_link: str | None) -> str:
         ["θ (years)", *(i.label for i in inputs)],
         [[str(int(r["theta"])), *(_pct(float(r[i.label])) for i in inputs)] for _, r in table.iterrows()],
     )
+    if coverage_link is not None:
+        out += ["## Is the predicted uncertainty honest?", "",
+                "Share of faces whose |mean − age| is within k predicted stds, against a Gaussian's.", "",
+                f"![Coverage]({coverage_link})", ""]
     for item in inputs:
         out += _input_section(item)
     return "\n".join(out).rstrip("\n") + "\n"

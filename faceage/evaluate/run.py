@@ -27,6 +27,7 @@ from faceage.evaluate.metrics import Metrics, summarize
 from faceage.evaluate.report import (
     PLOT_FORMATS,
     InputMetrics,
+    coverage_plot,
     cs_plot,
     cs_table,
     is_faceage_plot,
@@ -125,6 +126,7 @@ def evaluate(
     runs_dir: Path = RUNS_DIR,
     group_by: str | None = None,
     resamples: int = RESAMPLES,
+    coverage: Path | None = None,
 ) -> EvalResult:
     """Evaluate predictions tables (run folders or CSVs; none: the newest run under `runs_dir`).
 
@@ -132,21 +134,30 @@ def evaluate(
     without `curve` puts the plot at `cs.png` beside the report, which links to it relatively. `group_by`
     (`loss`) groups run folders by their config.yaml's setting and compares the groups
     (`faceage.evaluate.compare`): the report gains a section, metrics.json a `comparison` object.
+    `coverage` gets the calibration picture (`coverage.png` beside a report unless given) of the inputs
+    with a predicted std.
     """
     if not 1 <= max_theta <= MAX_THETA_LIMIT:
         raise FaceageError(f"--max-theta {max_theta}: choose a whole number of years, 1..{MAX_THETA_LIMIT}.")
     implicit_curve = report is not None and curve is None
     if report is not None and curve is None:
         curve = report.parent / "cs.png"
-    if curve is not None and curve.suffix.lower() not in PLOT_FORMATS:
-        raise FaceageError(f"--curve {curve}: end the file name in one of {', '.join(PLOT_FORMATS)}.")
+    implicit_coverage = report is not None and coverage is None
+    if report is not None and coverage is None:
+        coverage = report.parent / "coverage.png"
+    for flag, plot in (("--curve", curve), ("--coverage", coverage)):
+        if plot is not None and plot.suffix.lower() not in PLOT_FORMATS:
+            raise FaceageError(f"{flag} {plot}: end the file name in one of {', '.join(PLOT_FORMATS)}.")
     tables = [resolve_input(p) for p in inputs] if inputs else [newest_run(runs_dir)]
     if not inputs:
         log.info("evaluating the newest run: %s", tables[0])
     curve_csv = curve.with_suffix(".csv") if curve is not None else None
-    named = {"--curve": None if implicit_curve else curve, "--json": json_path, "--report": report}
+    named = {"--curve": None if implicit_curve else curve, "--json": json_path, "--report": report,
+             "--coverage": None if implicit_coverage else coverage}
     sidecars = {p: f"--report {report}" if implicit_curve else f"--curve {curve}"
                 for p in ((curve, curve_csv) if implicit_curve else (curve_csv,)) if p is not None}
+    if implicit_coverage and coverage is not None:
+        sidecars[coverage] = f"--report {report}"
     _check_outputs(named, sidecars, tables)
 
     labels = input_labels(tables)
@@ -158,6 +169,12 @@ def evaluate(
     comparison = (None if group_by is None else
                   compare_groups(group_runs(tables, labels, frames, group_by), group_by, resamples))
     contents: dict[Path, bytes] = {}
+    with_std = [r for r in results if r.metrics.calibration is not None]
+    if coverage is not None and not with_std and not implicit_coverage:
+        raise FaceageError(f"--coverage {coverage}: no input has a predicted std (an l2 run writes zeros); "
+                           f"drop --coverage or evaluate a mv/softmax run.")
+    if coverage is not None and with_std:
+        contents[coverage] = coverage_plot(with_std, fmt=coverage.suffix.lower().lstrip("."))
     if curve is not None and curve_csv is not None:
         contents[curve] = cs_plot(results, fmt=curve.suffix.lower().lstrip("."))
         contents[curve_csv] = cs_table(results).to_csv(index=False).encode()
@@ -166,14 +183,18 @@ def evaluate(
             {"inputs": [metrics_dict(i) for i in results], "comparison": comparison.to_dict()},
             indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode()
     if report is not None and curve is not None:
-        # percent-encoded: a Markdown link breaks at a space (`my plots/cs.png`)
-        link = quote(Path(os.path.relpath(curve.resolve(), report.resolve().parent)).as_posix())
-        text = markdown_report(results, link)
+        link = _link(curve, report)
+        text = markdown_report(results, link, _link(coverage, report) if coverage in contents else None)
         if comparison is not None:
             text += "\n" + comparison_markdown(comparison)
         contents[report] = text.encode()
     _write_all(contents)
     return EvalResult(results, list(contents), comparison)
+
+
+def _link(target: Path, report: Path) -> str:
+    """`target` relative to the report's folder, percent-encoded (a Markdown link breaks at a space)."""
+    return quote(Path(os.path.relpath(target.resolve(), report.resolve().parent)).as_posix())
 
 
 def _write_all(contents: dict[Path, bytes]) -> None:

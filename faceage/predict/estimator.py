@@ -161,8 +161,8 @@ def load_estimator(model: str | Path | None = None, fold: int | None = None, dev
     None: the bundled model (faceage/zoo), its checksum verified."""
     if model is None:
         if fold is not None:
-            raise FaceageError("--fold picks a fold of a run folder; the bundled model has none (pass --model "
-                               "RUN to predict with one of a run's folds).")
+            raise FaceageError("--fold picks a fold of a run folder; the bundled model has none (pass "
+                               "--model RUN to predict with one of a run's folds).")
         from faceage.zoo import bundled_model
 
         return load_onnx(bundled_model(), device, threads)
