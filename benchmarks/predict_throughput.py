@@ -2,8 +2,9 @@
 
   (a) detector alone: `detect.measure_throughput` on the photos already decoded (the ceiling of predict);
   (b) predict, torch: `predict_images` end to end (decode, detect, align, preprocess, model, rows);
-  (c) predict, ONNX: the same with the model exported by `faceage export`'s writer, in onnxruntime.
-Prints b/a and c/a. Each timed pass follows a warm-up pass over a few photos.
+  (c) predict, ONNX: the same with the model exported by `faceage export`'s writer, in onnxruntime;
+  (d) predict, bundled model: the same with faceage/zoo's model (what `faceage predict` uses by default).
+Prints b/a, c/a and d/a. Each timed pass follows a warm-up pass over a few photos.
 
     python benchmarks/predict_throughput.py --num-images 200 --backbone resnet18
     python benchmarks/predict_throughput.py --run runs/morph2-se-vgg16_bn-mv --num-images 500 --device cuda
@@ -19,6 +20,7 @@ import json
 import os
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,7 @@ from faceage.predict.estimator import (
     ModelInfo,
     TorchEstimator,
     load_ensemble,
+    load_estimator,
     load_onnx,
     preprocess,
 )
@@ -103,6 +106,9 @@ def main() -> None:
         write_onnx(ensemble.cpu(), info, example, onnx_file, 18)
         results["predict, ONNX"] = timed_predict(load_onnx(onnx_file, args.device, threads=args.threads),
                                                  photos, options, args.warmup)
+    bundled = load_estimator(None, device=args.device, threads=args.threads)
+    as_recorded = replace(options, detector=None, size=None)  # aligned as the bundled model records
+    results["predict, bundled model"] = timed_predict(bundled, photos, as_recorded, args.warmup)
     baseline = results["detector alone"]["faces_per_s"]
     table = Table(title=f"predict throughput: {info.source}, {info.img_size} px, {len(photos)} photos from "
                         f"{args.images}, device {args.device}, torch threads {torch.get_num_threads()}, "

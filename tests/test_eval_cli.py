@@ -200,7 +200,8 @@ def test_report_links_the_plot_relative_to_itself(
     _write(workdir / "runs" / "mv" / "predictions.csv")
     code, out = _run(["runs/mv", "--report", "rep/report.md"], monkeypatch, capsys)
     assert code == 0, out
-    assert sorted(p.name for p in (workdir / "rep").iterdir()) == ["coverage.png", "cs.csv", "cs.png", "report.md"]
+    written = sorted(p.name for p in (workdir / "rep").iterdir())
+    assert written == ["coverage.png", "cs.csv", "cs.png", "report.md"]
     assert "![Cumulative score](cs.png)" in (workdir / "rep" / "report.md").read_text()
     code, out = _run(["runs/mv", "--report", "rep/report.md", "--curve", "plots/cs.png"], monkeypatch, capsys)
     assert code == 0, out

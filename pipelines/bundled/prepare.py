@@ -71,7 +71,8 @@ def main() -> None:
     for offset, (name, (folder, images, label_file)) in enumerate(SOURCES.items()):
         root = (args.data / folder).resolve()
         if not (root / label_file).is_file():
-            raise SystemExit(f"{root / label_file}: not found; pass --data with the folder holding {folder}/.")
+            raise SystemExit(f"{root / label_file}: not found; pass --data with the folder holding "
+                             f"{folder}/.")
         link = raw / name
         if not link.is_symlink():
             os.symlink((root / images).resolve(), link, target_is_directory=True)

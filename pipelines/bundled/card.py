@@ -1,0 +1,75 @@
+"""The measured part of the bundled model's card, from its run's held-out predictions.
+
+    python pipelines/bundled/card.py --run work/bundled/run --labels work/bundled/labels.csv
+
+prints Markdown tables (counts per source and split; held-out MAE, CS@5 and calibration shares per source;
+MAE and bias per age group; ChaLearn ε-error; the temperature and the shares before calibration) for
+faceage/zoo/README.md. Every figure is on the held-out faces (`split` = test), which training never saw.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from faceage.evaluate.metrics import calibrate, cs_at, epsilon_error, mae, per_group
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, required=True, help="The bundled model's run folder.")
+    parser.add_argument("--labels", type=Path, required=True, help="labels.csv written by prepare.py.")
+    args = parser.parse_args()
+    labels = pd.read_csv(args.labels, keep_default_na=False)
+    predictions = pd.read_csv(args.run / "predictions.csv")
+    manifest_paths = pd.read_csv(args.run / "fold0" / "predictions.csv")["path"]
+    labels["aligned"] = labels["path"].str.rsplit(".", n=1).str[0] + ".jpg"
+    source = dict(zip(labels["aligned"], labels["source"], strict=True))
+    predictions["source"] = predictions["path"].map(source)
+    assert predictions["source"].notna().all() and len(manifest_paths) == len(predictions)
+
+    counts = pd.crosstab(labels["source"], labels["split"])
+    print("### Data (images per source and split; test = held out)\n")
+    print(table(["source", "train", "valid", "held out"],
+                [[s, *(str(counts.loc[s, c]) for c in ("train", "valid", "test"))] for s in counts.index]))
+
+    rows = []
+    for name, part in [*predictions.groupby("source"), ("all", predictions)]:
+        shares = calibrate(part["mean"], part["age"], part["std"], "mean")
+        eps = epsilon_error(part["pred"], part["age"], part["age_std"])
+        rows.append([str(name), str(len(part)), f"{mae(part['pred'], part['age']):.2f}",
+                     f"{100 * cs_at((part['pred'] - part['age']).abs(), 5):.1f} %",
+                     f"{100 * shares.within_1std:.1f} %", f"{100 * shares.within_2std:.1f} %",
+                     "" if eps.value is None else f"{eps.value:.3f}"])
+    print("\n### Held-out faces\n")
+    print(table(["source", "faces", "MAE", "CS@5", "within 1 std", "within 2 std", "ε-error"], rows))
+
+    print("\n### Held-out MAE and bias (mean of pred − age) per age group, all sources\n")
+    print(table(["age", "faces", "MAE", "bias"],
+                [[g.label, str(g.n), f"{g.mae:.2f}", f"{g.bias:+.2f}"]
+                 for g in per_group(predictions["pred"], predictions["age"]) if g.n]))
+
+    best = torch.load(args.run / "fold0" / "best.pt", map_location="cpu", weights_only=True)
+    info = best.get("calibration")
+    if info is not None:
+        test = info["test"]
+        print(f"\n### Calibration\n\nTemperature {info['temperature']:.3f}, fitted on {info['val_rows']} "
+              f"validation faces (epoch {best['epoch']} kept).\n")
+        print(table(["held-out faces", "MAE", "within 1 std", "within 2 std"],
+                    [[name, f"{s['mae']:.3f}", f"{100 * s['within_1std']:.1f} %",
+                      f"{100 * s['within_2std']:.1f} %"]
+                     for name, s in (("uncalibrated", test["uncalibrated"]), ("temperature (shipped)",
+                                     test["temperature"]), (f"std × {info['std_scale']:.3f} (not used)",
+                                                            test["std_scale"]))]))
+
+
+if __name__ == "__main__":
+    main()
