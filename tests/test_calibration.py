@@ -1,6 +1,6 @@
-"""Calibration: the temperature fitted on validation faces makes an over-confident model's std honest,
-leaves a calibrated one alone, and travels in checkpoints and in the exported graph (a run's folds:
-test_train.py)."""
+"""Calibration: the std scale fitted on validation faces makes an over-confident model's std honest and
+leaves a calibrated one alone; it travels in checkpoints and in the exported graph (a run's folds:
+test_train.py). The temperature, the alternative measured beside it, is checked the same way."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def _shares(logits: torch.Tensor, ages: torch.Tensor, temperature: float) -> tup
     return c.within_1std, c.within_2std
 
 
-def test_an_over_confident_model_is_widened_towards_the_gaussian_shares() -> None:
+def test_the_temperature_widens_an_over_confident_model_towards_the_gaussian_shares() -> None:
     g = torch.Generator().manual_seed(0)
     ages = torch.randint(25, 75, (4000,), generator=g).double()
     centres = ages + 6 * torch.randn(4000, generator=g, dtype=torch.float64)  # errors of std 6 ...
@@ -44,7 +44,7 @@ def test_an_over_confident_model_is_widened_towards_the_gaussian_shares() -> Non
     assert label_nll(logits, ages.long(), t) < label_nll(logits, ages.long(), 1.0)
 
 
-def test_a_calibrated_model_is_left_alone() -> None:
+def test_the_temperature_leaves_a_calibrated_model_alone() -> None:
     g = torch.Generator().manual_seed(1)
     ages = torch.randint(25, 75, (4000,), generator=g).double()
     centres = ages + 4 * torch.randn(4000, generator=g, dtype=torch.float64)
@@ -56,36 +56,48 @@ def test_the_std_scale_is_the_gaussian_likelihood_factor() -> None:
     assert std_scale(mean, std, ages) == pytest.approx(np.sqrt((4 + 9) / 2))  # the zero-std face is left out
 
 
-def test_the_logits_are_divided_and_old_checkpoints_load_with_temperature_one() -> None:
+def test_the_std_scale_moves_coverage_to_the_target_and_leaves_the_mean_alone() -> None:
+    g = np.random.default_rng(0)
+    ages = g.integers(25, 75, 4000).astype(float)
+    mean = ages + 6 * g.standard_normal(4000)  # errors of std 6, predicted std 3: over-confident
+    std = np.full(4000, 3.0)
+    s = std_scale(mean, std, ages)
+    assert s == pytest.approx(2.0, rel=0.05)
+    before, after = calibrate(mean, ages, std, "mean"), calibrate(mean, ages, s * std, "mean")
+    assert before.within_1std < 0.45 and 0.62 < after.within_1std < 0.74 and 0.91 < after.within_2std < 0.97
+    honest = np.full(4000, 6.0)
+    assert std_scale(mean, honest, ages) == pytest.approx(1.0, abs=0.05)  # a calibrated model: left alone
+
+
+def test_the_model_scales_its_std_and_old_checkpoints_load_with_scale_one() -> None:
     torch.manual_seed(0)
     model, _ = build_model("test_resnet", "mv")
-    old = {k: v for k, v in model.state_dict().items() if k != "temperature"}
+    old = {k: v for k, v in model.state_dict().items() if k != "std_scale"}
     fresh, _ = build_model("test_resnet", "mv")
-    fresh.load_state_dict(old)  # strict: the missing temperature is filled in
-    assert float(fresh.temperature) == 1.0
+    fresh.load_state_dict(old)  # strict: the missing scale is filled in
+    assert float(fresh.std_scale) == 1.0
     x = torch.randn(2, 3, 32, 32)
     fresh.eval()
     with torch.no_grad():
-        plain = fresh(x)
-        fresh.temperature.fill_(2.5)
-        assert torch.allclose(fresh(x), plain / 2.5)
+        plain = [fresh.predict(x, flip) for flip in (False, True)]
+        fresh.std_scale.fill_(2.5)
+        for flip, before in zip((False, True), plain, strict=True):
+            after = fresh.predict(x, flip)
+            assert torch.equal(after.mean, before.mean) and torch.equal(after.probs, before.probs)
+            assert torch.allclose(after.std, 2.5 * before.std)
 
 
-def test_the_temperature_survives_export(trained_run: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_the_std_scale_survives_export(trained_run: Path, tmp_path: Path) -> None:  # noqa: F811
     torch.manual_seed(0)
-    model, _ = build_model("test_resnet", "mv")
-    torch.nn.init.normal_(model.head.weight, std=5.0)  # a sharp distribution
-    model.temperature.fill_(3.0)
-    info = ModelInfo("calibrated", "test_resnet", "mv", 56, 64, (0,), None, flip=True)
-    ensemble = FoldEnsemble([model.eval()], flip=True)
+    members = [build_model("test_resnet", "mv")[0].eval() for _ in range(2)]
+    for member, scale in zip(members, (1.5, 2.5), strict=True):
+        member.std_scale.fill_(scale)
+    info = ModelInfo("calibrated", "test_resnet", "mv", 56, 64, (0, 1), None, flip=True)
+    ensemble = FoldEnsemble(members, flip=True)
     x = check_faces(load_estimator(trained_run, device="cpu").info, limit=4)
-    write_onnx(ensemble, info, x[:2], tmp_path / "t.onnx", 18)
-    assert parity(ensemble, info, x, tmp_path / "t.onnx", "cpu") < PARITY_TOLERANCE
-    got = load_estimator(tmp_path / "t.onnx", device="cpu").estimate(x).probs
-    model.temperature.fill_(1.0)
-    with torch.no_grad():
-        logits = torch.stack([model(torch.from_numpy(x)), model(torch.from_numpy(x).flip(3))])
-    want = torch.softmax(logits / 3.0, dim=-1).mean(0).numpy()  # the graph divides by the temperature
-    assert got is not None and np.abs(got - want).max() < PARITY_TOLERANCE
-    assert np.abs(torch.softmax(logits, dim=-1).mean(0).numpy() - want).max() > 1e-3
-
+    write_onnx(ensemble, info, x[:2], tmp_path / "s.onnx", 18)
+    assert parity(ensemble, info, x, tmp_path / "s.onnx", "cpu") < PARITY_TOLERANCE
+    got = load_estimator(tmp_path / "s.onnx", device="cpu").estimate(x)
+    assert got.probs is not None
+    raw = from_probs(torch.from_numpy(got.probs).float())
+    np.testing.assert_allclose(got.std, 2.0 * raw.std.numpy(), rtol=1e-4)  # the folds' mean scale

@@ -469,16 +469,16 @@ def test_the_weight_average_is_validated_and_kept_when_chosen(tiny_data: Data, t
     assert history["val_mae_ema"].notna().all() and (history["val_mae_ema"] != history["val_mae"]).any()
     last, best = load_checkpoint(out / "fold0" / "last.pt"), load_checkpoint(out / "fold0" / "best.pt")
     assert best["kept"] == "ema" and best["epoch"] == 3
-    weights = [n for n in last["ema"] if n != "temperature"]  # best.pt's temperature is its calibration
+    weights = [n for n in last["ema"] if n != "std_scale"]  # best.pt's std scale is its calibration
     assert all(torch.equal(best["model"][n], last["ema"][n]) for n in weights)  # best.pt: the average
-    assert best["model"]["temperature"] == best["calibration"]["temperature"]
+    assert best["model"]["std_scale"] == best["calibration"]["std_scale"]
     assert any(not torch.equal(last["model"][n], last["ema"][n]) for n in last["ema"])  # not the raw model
     lasts = tmp_path / "last"
     _train(tiny_data, lasts, keep="last", epochs=3, keep_last=True)
     kept = load_checkpoint(lasts / "fold1" / "best.pt")
     raw = _params(lasts, 1)
     assert kept["epoch"] == 3
-    assert all(torch.equal(kept["model"][n], raw[n]) for n in kept["model"] if n != "temperature")
+    assert all(torch.equal(kept["model"][n], raw[n]) for n in kept["model"] if n != "std_scale")
 
 
 def test_flip_averages_the_two_distributions(tiny_data: Data) -> None:
@@ -522,15 +522,15 @@ def test_resume_calibrates_a_fold_finished_before_calibration_existed(tiny_data:
     best_file = out / "fold0" / "best.pt"
     calibrated, predicted = load_checkpoint(best_file), pd.read_csv(out / "fold0" / "predictions.csv")
     info = calibrated["calibration"]
-    assert info["method"] == "temperature" and info["val_rows"] > 0 and info["temperature"] != 1.0
-    assert float(calibrated["model"]["temperature"]) == pytest.approx(info["temperature"])
+    assert info["method"] == "std_scale" and info["val_rows"] > 0 and info["std_scale"] != 1.0
+    assert float(calibrated["model"]["std_scale"]) == pytest.approx(info["std_scale"])
     shares = calibrate(predicted["mean"], predicted["age"], predicted["std"], "mean")  # what was logged
-    assert shares.within_1std == pytest.approx(info["test"]["temperature"]["within_1std"], abs=1e-6)
+    assert shares.within_1std == pytest.approx(info["test"]["std_scale"]["within_1std"], abs=1e-6)
     old = {k: v for k, v in calibrated.items() if k not in ("calibration", "format")}
-    old["model"] = {k: v for k, v in calibrated["model"].items() if k != "temperature"}  # as saved before
+    old["model"] = {k: v for k, v in calibrated["model"].items() if k != "std_scale"}  # as saved before
     save_checkpoint(best_file, old)
     (out / "fold0" / "predictions.csv").write_text(predicted.assign(std=0.0).to_csv(index=False))
     _train(tiny_data, out, resume=True, fold=0)
     again = load_checkpoint(best_file)
-    assert again["calibration"]["temperature"] == pytest.approx(calibrated["calibration"]["temperature"])
+    assert again["calibration"]["std_scale"] == pytest.approx(calibrated["calibration"]["std_scale"])
     pd.testing.assert_frame_equal(pd.read_csv(out / "fold0" / "predictions.csv"), predicted)

@@ -65,7 +65,7 @@ class AgeModel(nn.Module):
     head_kind: str  # "distribution" (mv, softmax) or "regression" (l2)
     target_mean: Tensor  # buffer: training ages' mean (regression head), saved with the weights
     target_std: Tensor  # buffer: training ages' std
-    temperature: Tensor  # buffer: the logits' divisor fitted on validation (model/calibration.py); 1: none
+    std_scale: Tensor  # buffer: the std's calibration factor fitted on validation (model/calibration.py)
 
     def __init__(self, backbone: nn.Module, head_kind: str, target_mean: float = 0.0,
                  target_std: float = 1.0) -> None:
@@ -82,19 +82,18 @@ class AgeModel(nn.Module):
         # Buffers so they travel with the checkpoint; the trainer sets them from the training ages (l2).
         self.register_buffer("target_mean", torch.tensor(float(target_mean)))
         self.register_buffer("target_std", torch.tensor(float(target_std)))
-        self.register_buffer("temperature", torch.tensor(1.0))
+        self.register_buffer("std_scale", torch.tensor(1.0))
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-        """Checkpoints saved before calibration existed have no temperature: theirs is 1."""
-        state_dict.setdefault(prefix + "temperature", torch.tensor(1.0))
+        """Checkpoints saved before calibration existed have no std scale: theirs is 1."""
+        state_dict.setdefault(prefix + "std_scale", torch.tensor(1.0))
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits (N, 101) for the distribution head; standardised age (N,) for the regression head.
 
         The head runs in fp32 even under autocast (the backbone may run in bf16), so the logits training
-        computes its MAE and best epoch from are those predict and the exported model compute in fp32. The
-        distribution head's logits are divided by the fitted temperature (1 until calibration sets it).
+        computes its MAE and best epoch from are those predict and the exported model compute in fp32.
         """
         features = self.backbone(x)
         if torch.is_autocast_enabled(features.device.type):
@@ -102,7 +101,7 @@ class AgeModel(nn.Module):
                 out = self.head(features.float())
         else:
             out = self.head(features)
-        return out[:, 0] if self.head_kind == "regression" else out / self.temperature
+        return out[:, 0] if self.head_kind == "regression" else out
 
     def decode(self, outputs: Tensor) -> AgePrediction:
         """Ages from forward()'s outputs, in fp32 whatever the autocast state."""
@@ -111,17 +110,20 @@ class AgeModel(nn.Module):
                 age = outputs.float() * self.target_std.float() + self.target_mean.float()
                 return AgePrediction(round_half_up(age), age, torch.zeros_like(age), None)
             probs, mean, variance = distribution_stats(outputs.float())
-            return AgePrediction(round_half_up(mean), mean, variance.clamp_min(0).sqrt(), probs)
+            std = variance.clamp_min(0).sqrt() * self.std_scale.float()
+            return AgePrediction(round_half_up(mean), mean, std, probs)
 
     def predict(self, x: Tensor, flip: bool = False) -> AgePrediction:
-        """Ages of a batch (fp32). With `flip` (test-time flip), each face's age distribution is the mean of
-        its own and its mirror image's (l2: the mean of the two regressed ages)."""
+        """Ages of a batch (fp32); the std is the distribution's times the calibration's `std_scale`. With
+        `flip` (test-time flip), each face's age distribution is the mean of its own and its mirror image's
+        (l2: the mean of the two regressed ages)."""
         if not flip:
             return self.decode(self(x))
         if self.head_kind == "regression":
             age = self.regressed(x, flip=True)
             return AgePrediction(round_half_up(age), age, torch.zeros_like(age), None)
-        return from_probs(self.probs(x, flip=True))
+        prediction = from_probs(self.probs(x, flip=True))
+        return prediction._replace(std=prediction.std * self.std_scale.float())
 
     def probs(self, x: Tensor, flip: bool = False) -> Tensor:
         """The age distribution (N, 101) in fp32, averaged with the mirror's when `flip`."""

@@ -85,7 +85,8 @@ class Estimator(Protocol):
 
 
 class FoldEnsemble(nn.Module):
-    """The folds' models as one module: their age distributions averaged, then mean and std of the average.
+    """The folds' models as one module: their age distributions averaged, then mean and std of the average
+    (the std times the mean of the folds' calibration scales).
 
     Distribution heads return (probs (N, 101), mean (N,), std (N,)); l2 models return (mean, std) with the
     folds' regressed ages averaged and std = 0 (a regression carries no spread). One member = one fold.
@@ -107,7 +108,8 @@ class FoldEnsemble(nn.Module):
             ages = torch.stack([m.regressed(x, self.flip) for m in self.members]).mean(0)
             return ages, torch.zeros_like(ages)
         prediction = from_probs(torch.stack([m.probs(x, self.flip) for m in self.members]).mean(0))
-        return prediction.probs, prediction.mean, prediction.std  # type: ignore[return-value]
+        scale = torch.stack([m.std_scale.float() for m in self.members]).mean()  # each fold's calibration
+        return prediction.probs, prediction.mean, prediction.std * scale  # type: ignore[return-value]
 
 
 def output_names(info: ModelInfo) -> list[str]:

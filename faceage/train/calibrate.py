@@ -1,10 +1,10 @@
-"""Calibrate a fold's kept model after its best epoch is chosen: fit the softmax temperature on the fold's
-validation rows (never its test rows), store it in best.pt, and log what it did to the test fold.
+"""Calibrate a fold's kept model after its best epoch is chosen: fit the std scale on the fold's validation
+rows (never its test rows), store it in best.pt, and log what it did to the test fold.
 
 The log line compares the test fold's coverage (share of faces within 1 and 2 predicted stds of their age)
-and MAE before and after, next to the alternative calibration (a scale on the std, fitted on the same rows),
-so every run measures the choice again. A run trained before calibration existed is calibrated when it is
-resumed (`calibrate_finished`).
+before and after, next to the alternative calibration (a softmax temperature fitted on the same rows, and
+the MAE it would cost), so every run measures the choice again. A run trained before calibration existed
+is calibrated when it is resumed (`fold.calibrate_finished`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 
 def wants_calibration(job: TrainingJob, model: AgeModel, split: FoldSplit) -> bool:
-    """Whether fold's model gets a temperature: asked for, a distribution head, and validation rows."""
+    """Whether the fold's model gets a std scale: asked for, a distribution head, and validation rows."""
     if not job.cfg.calibrate or model.head_kind != "distribution":
         return False
     if not len(split.val):
@@ -39,35 +39,35 @@ def wants_calibration(job: TrainingJob, model: AgeModel, split: FoldSplit) -> bo
 
 
 def calibrate_kept_model(job: TrainingJob, k: int, split: FoldSplit, model: AgeModel) -> dict[str, Any]:
-    """Fit `model`'s temperature (it holds best.pt's weights) on fold k's validation rows, write it into
+    """Fit `model`'s std scale (it holds best.pt's weights) on fold k's validation rows, write it into
     best.pt, and return what was measured (also stored in best.pt as "calibration")."""
     ages = job.manifest["age"].to_numpy(np.float64)
-    model.temperature.fill_(1.0)
+    model.std_scale.fill_(1.0)
     val_logits = view_logits(job, model, split.val)
-    temperature = fit_temperature(val_logits, torch.from_numpy(ages[split.val]))
     val_raw = _decode(val_logits, 1.0)
     scale = std_scale(val_raw.mean.numpy(), val_raw.std.numpy(), ages[split.val])
+    temperature = fit_temperature(val_logits, torch.from_numpy(ages[split.val]))
     test_logits = view_logits(job, model, split.test)
     raw, tempered = _decode(test_logits, 1.0), _decode(test_logits, temperature)
     age = ages[split.test]
     info = {
-        "method": "temperature", "temperature": temperature, "val_rows": len(split.val),
+        "method": "std_scale", "std_scale": scale, "val_rows": len(split.val),
         "test": {name: _scores(p.pred.numpy(), p.mean.numpy(), p.std.numpy() * factor, age)
-                 for name, p, factor in (("uncalibrated", raw, 1.0), ("temperature", tempered, 1.0),
-                                         ("std_scale", raw, scale))},
-        "std_scale": scale,
+                 for name, p, factor in (("uncalibrated", raw, 1.0), ("std_scale", raw, scale),
+                                         ("temperature", tempered, 1.0))},
+        "temperature": temperature,  # the alternative, measured and not applied
     }
-    model.temperature.fill_(temperature)
+    model.std_scale.fill_(scale)
     with agree_on_failure(job.ctx, f"writing fold {k}'s calibration"):
         if job.run.writer:
             best = load_checkpoint(job.run.best_path(k))
             best["model"], best["calibration"] = model.state_dict(), info
             save_checkpoint(job.run.best_path(k), best)
     test = info["test"]
-    log.info("fold %d: calibration on %d validation rows: temperature %.3f; test within 1/2 std %s → %s, "
-             "MAE %.3f → %.3f (std × %.3f instead: %s, MAE unchanged)", k, len(split.val), temperature,
-             _shares(test["uncalibrated"]), _shares(test["temperature"]), test["uncalibrated"]["mae"],
-             test["temperature"]["mae"], scale, _shares(test["std_scale"]))
+    log.info("fold %d: calibration on %d validation rows: std × %.3f; test within 1/2 std %s → %s (a "
+             "temperature of %.3f instead: %s, MAE %.3f → %.3f)", k, len(split.val), scale,
+             _shares(test["uncalibrated"]), _shares(test["std_scale"]), temperature,
+             _shares(test["temperature"]), test["uncalibrated"]["mae"], test["temperature"]["mae"])
     return info
 
 
@@ -85,7 +85,7 @@ def view_logits(job: TrainingJob, model: AgeModel, rows: np.ndarray) -> Tensor:
 
 
 def _decode(logits: Tensor, temperature: float) -> AgePrediction:
-    """What predict reports from these logits at `temperature`: the view-averaged distribution's stats."""
+    """The view-averaged distribution's stats from these logits at `temperature` (uncalibrated std)."""
     return from_probs(torch.softmax(logits / temperature, dim=-1).mean(0))
 
 

@@ -74,8 +74,8 @@ class TrainConfig:
     keep: str = _setting("best", "Model that tests the fold: best (lowest validation MAE), last, or ema "
                                  "(the average after the last epoch).")
     tta_flip: bool = _setting(False, "Average each face's age distribution with its mirror's (test time).")
-    calibrate: bool = _setting(True, "Fit a softmax temperature on each fold's validation rows after the "
-                                     "best epoch, so the predicted std is honest (mv, softmax).")
+    calibrate: bool = _setting(True, "Fit a scale on the predicted std on each fold's validation rows "
+                                     "after the best epoch, so the std is honest (mv, softmax).")
     img_size: int = _setting(224, "Side of the crop the network sees.")
     resize: int = _setting(256, "Side of the cached images the crop is cut from.")
     device: str = _setting("auto", "auto, cpu, cuda or cuda:N.")
