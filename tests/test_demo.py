@@ -61,7 +61,7 @@ def test_demo_runs_every_stage_and_resumes(morph_dir: Path, tmp_path: Path,
     assert (out / "aligned" / "faces.csv").read_bytes() == aligned  # nothing realigned
 
 
-def test_without_labelled_data_the_demo_aligns_insightface_samples(
+def test_without_labelled_data_the_demo_aligns_and_predicts_insightface_samples(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import faceage.demo
@@ -74,4 +74,10 @@ def test_without_labelled_data_the_demo_aligns_insightface_samples(
     assert len(faces) == 6  # the wheel's photos; the four masked faces defeat RetinaFace-MobileNet0.25
     assert faces.loc["t1.jpg", "status"] == "ok" and faces.loc["t1.jpg", "n_faces"] == 6
     assert faces.loc["Tom_Hanks_54745.png", "status"] == "ok"
-    assert "aligned only" in result.notes[0]
+    assert "predicted with the bundled model" in result.notes[0]
+    predicted = pd.read_csv(tmp_path / "out" / "predict.csv")
+    group = predicted[predicted["path"].str.endswith("t1.jpg") & (predicted["status"] == "ok")]
+    assert len(group) == 6 and group["pred"].between(5, 80).all() and (group["std"] > 1).all()
+    hanks = predicted[predicted["path"].str.endswith("Tom_Hanks_54745.png")]
+    assert len(hanks) == 1 and 25 <= float(hanks["pred"].iloc[0]) <= 75  # an adult
+    assert result.drawn is not None and (result.drawn / "t1.jpg").is_file()

@@ -32,7 +32,8 @@ def _held_out(labels_dir: Path, source: str, count: int) -> list[tuple[Path, flo
     _, images, label_file = prepare.SOURCES[source]
     offset = list(prepare.SOURCES).index(source)
     rows = prepare.source_labels(source, pd.read_csv(labels_dir / label_file, dtype={"subject_id": str}))
-    rows = rows[prepare.assign_splits(rows, prepare.SEED + 10 * offset) == "test"].head(count)
+    rows = rows[prepare.assign_splits(rows, prepare.SEED + 10 * offset) == "test"]
+    rows = rows.iloc[np.linspace(0, len(rows) - 1, count).round().astype(int)]  # spread over the names
     return [(labels_dir / images / p.split("/", 1)[1], float(a)) for p, a in zip(rows["path"], rows["age"],
                                                                                  strict=True)]
 
@@ -68,7 +69,7 @@ def test_a_damaged_or_missing_copy_is_refused_with_the_fix(tmp_path: Path) -> No
 
 
 def test_predict_with_no_model_on_unseen_real_photos(morph_dir: Path, tmp_path: Path) -> None:
-    photos = _held_out(morph_dir, "morph", 6)
+    photos = _held_out(morph_dir, "morph", 8)
     result = CliRunner().invoke(app, ["predict", *(str(p) for p, _ in photos), "--out",
                                       str(tmp_path / "p.csv"), "--device", "cpu"])
     assert result.exit_code == 0, result.output

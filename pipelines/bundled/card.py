@@ -61,15 +61,15 @@ def main() -> None:
     info = best.get("calibration")
     if info is not None:
         test = info["test"]
-        print(f"\n### Calibration\n\nTemperature {info['temperature']:.3f}, fitted on {info['val_rows']} "
-              f"validation faces (epoch {best['epoch']} kept).\n")
+        print(f"\n### Calibration\n\nstd × {info['std_scale']:.3f}, fitted on {info['val_rows']} validation "
+              f"faces (epoch {best['epoch']} kept).\n")
         print(table(["held-out faces", "MAE", "within 1 std", "within 2 std"],
                     [[name, f"{s['mae']:.3f}", f"{100 * s['within_1std']:.1f} %",
                       f"{100 * s['within_2std']:.1f} %"]
-                     for name, s in (("uncalibrated", test["uncalibrated"]), ("temperature (shipped)",
-                                     test["temperature"]), (f"std × {info['std_scale']:.3f} (not used)",
-                                                            test["std_scale"]))]))
-
+                     for name, s in (("uncalibrated", test["uncalibrated"]),
+                                     (f"std × {info['std_scale']:.3f} (shipped)", test["std_scale"]),
+                                     (f"temperature {info['temperature']:.3f} (not used)",
+                                      test["temperature"]))]))
 
 if __name__ == "__main__":
     main()
