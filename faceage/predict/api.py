@@ -52,10 +52,14 @@ def estimate_ages(image: ImageInput, model: str | Path | None = None, device: st
     found = [face for face in find_faces(detector, pixels, settings).faces if face.crop is not None]
     if not found:
         return []
-    ages = estimator.estimate(preprocess([face.crop for face in found], estimator.info))  # type: ignore[misc]
-    return [FaceAge(tuple(float(v) for v in face.face.box), float(face.face.score), int(ages.pred[i]),
-                    float(ages.mean[i]), float(ages.std[i]))  # type: ignore[arg-type]
-            for i, face in enumerate(found)]
+    crops = [face.crop for face in found if face.crop is not None]
+    ages = estimator.estimate(preprocess(crops, estimator.info))
+    faces = []
+    for i, face in enumerate(found):
+        x1, y1, x2, y2 = (float(v) for v in face.face.box)
+        faces.append(FaceAge((x1, y1, x2, y2), float(face.face.score), int(ages.pred[i]), float(ages.mean[i]),
+                             float(ages.std[i])))
+    return faces
 
 
 def as_rgb(image: ImageInput) -> np.ndarray:

@@ -50,20 +50,17 @@ def calibrate_kept_model(job: TrainingJob, k: int, split: FoldSplit, model: AgeM
     test_logits = view_logits(job, model, split.test)
     raw, tempered = _decode(test_logits, 1.0), _decode(test_logits, temperature)
     age = ages[split.test]
-    info = {
-        "method": "std_scale", "std_scale": scale, "val_rows": len(split.val),
-        "test": {name: _scores(p.pred.numpy(), p.mean.numpy(), p.std.numpy() * factor, age)
-                 for name, p, factor in (("uncalibrated", raw, 1.0), ("std_scale", raw, scale),
-                                         ("temperature", tempered, 1.0))},
-        "temperature": temperature,  # the alternative, measured and not applied
-    }
+    test = {name: _scores(p.pred.numpy(), p.mean.numpy(), p.std.numpy() * factor, age)
+            for name, p, factor in (("uncalibrated", raw, 1.0), ("std_scale", raw, scale),
+                                    ("temperature", tempered, 1.0))}
+    info = {"method": "std_scale", "std_scale": scale, "val_rows": len(split.val), "test": test,
+            "temperature": temperature}  # the temperature: the alternative, measured and not applied
     model.std_scale.fill_(scale)
     with agree_on_failure(job.ctx, f"writing fold {k}'s calibration"):
         if job.run.writer:
             best = load_checkpoint(job.run.best_path(k))
             best["model"], best["calibration"] = model.state_dict(), info
             save_checkpoint(job.run.best_path(k), best)
-    test = info["test"]
     log.info("fold %d: calibration on %d validation rows: std × %.3f; test within 1/2 std %s → %s (a "
              "temperature of %.3f instead: %s, MAE %.3f → %.3f)", k, len(split.val), scale,
              _shares(test["uncalibrated"]), _shares(test["std_scale"]), temperature,
