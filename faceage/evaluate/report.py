@@ -79,7 +79,7 @@ def cs_plot(inputs: list[InputMetrics], fmt: str = "png") -> bytes:
 
 def coverage_plot(inputs: list[InputMetrics], fmt: str = "png") -> bytes:
     """Observed share of faces within k predicted stds of their age against a Gaussian's, k = 0.25 … 3:
-    an honest uncertainty follows the diagonal-like reference; below it, the stds are too small."""
+    an honest uncertainty follows the Gaussian's curve; below it, the stds are too small."""
     fig = Figure(figsize=(6.4, 4.8), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
