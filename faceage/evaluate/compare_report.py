@@ -6,18 +6,15 @@ every output first and then write them all together.
 
 from __future__ import annotations
 
-import io
 import math
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from rich.table import Table
 
 from faceage.evaluate.compare import Comparison, GroupSummary, p_text
 from faceage.evaluate.metrics import CS_REPORT_THETA
-from faceage.evaluate.report import PLOT_CREATOR, PLOT_MARK
+from faceage.evaluate.report import finish_plot, legend_label, new_axes
 
 METHOD = (
     "Differences are a − b in test MAE (years) on the test images every run of both has, averaged over "
@@ -98,30 +95,18 @@ def comparison_markdown(comparison: Comparison, level: int = 2) -> str:
 
 def mean_cs_plot(groups: dict[str, GroupSummary]) -> bytes:
     """PNG: one CS curve per group, the mean over its runs, in a band from the lowest to the highest run."""
-    fig = Figure(figsize=(6.4, 4.8), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    fig, ax = new_axes()
     n_theta = 0
     for name, g in groups.items():
         curve = 100 * np.asarray(g.cs_curve)
         n_theta = len(curve)
-        label = f" {name}" if name.startswith("_") else name  # matplotlib hides labels starting with "_"
         (line,) = ax.plot(range(n_theta), curve, marker="o", markersize=3, clip_on=False,
-                          label=f"{label} (mean of {len(g.runs)})")
+                          label=f"{legend_label(name)} (mean of {len(g.runs)})")
         if len(g.cs_runs) > 1:
             runs = 100 * np.asarray(g.cs_runs)
             ax.fill_between(range(n_theta), runs.min(axis=0), runs.max(axis=0), color=line.get_color(),
                             alpha=0.15, linewidth=0)
-    ax.set_xlabel("Error level θ (years)")
-    ax.set_ylabel("Cumulative score (%)")
-    ax.set_title("Cumulative score, mean over seeds (band: lowest to highest seed)")
-    ax.set_xlim(0, max(n_theta - 1, 1))
-    ax.set_ylim(0, 100)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(True, alpha=0.4)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={PLOT_MARK["png"]: PLOT_CREATOR})
-    return buf.getvalue()
+    return finish_plot(fig, ax, "Cumulative score, mean over seeds (band: lowest to highest seed)",
+                       "Error level θ (years)", "Cumulative score (%)", max(n_theta - 1, 1))
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -53,54 +54,59 @@ def cs_table(inputs: list[InputMetrics]) -> pd.DataFrame:
     return table
 
 
-def cs_plot(inputs: list[InputMetrics], fmt: str = "png") -> bytes:
-    """One cumulative-score curve per input (as the paper's Figure 4): θ in years on x, % on y."""
+def new_axes() -> tuple[Figure, Axes]:
+    """A figure of faceage's plot size on the Agg canvas (no pyplot state) and its one axes."""
     fig = Figure(figsize=(6.4, 4.8), dpi=100)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    for item in inputs:
-        cs = item.metrics.cs
-        # matplotlib hides legend entries whose label starts with "_"; a leading space keeps them
-        label = f" {item.label}" if item.label.startswith("_") else item.label
-        ax.plot(range(len(cs)), 100 * cs, marker="o", markersize=3, label=label, clip_on=False)
-    ax.set_xlabel("Error level θ (years)")
-    ax.set_ylabel("Cumulative score (%)")
-    ax.set_title("Cumulative score: share of faces with |error| ≤ θ")
-    ax.set_xlim(0, len(inputs[0].metrics.cs) - 1)
+    return fig, fig.add_subplot()
+
+
+def legend_label(label: str) -> str:
+    """`label` for a legend: matplotlib hides entries starting with "_"; a leading space keeps them."""
+    return f" {label}" if label.startswith("_") else label
+
+
+def finish_plot(fig: Figure, ax: Axes, title: str, xlabel: str, ylabel: str, xmax: float,
+                fmt: str = "png") -> bytes:
+    """Labels, 0..xmax × 0..100 % axes, grid and legend, saved as `fmt` with faceage's creator mark (so a
+    later report may replace the file)."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.set_xlim(0, xmax)
     ax.set_ylim(0, 100)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(True, alpha=0.4)
     ax.legend(loc="lower right")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, metadata={PLOT_MARK[fmt]: PLOT_CREATOR})
     return buf.getvalue()
+
+
+def cs_plot(inputs: list[InputMetrics], fmt: str = "png") -> bytes:
+    """One cumulative-score curve per input (as the paper's Figure 4): θ in years on x, % on y."""
+    fig, ax = new_axes()
+    for item in inputs:
+        cs = item.metrics.cs
+        ax.plot(range(len(cs)), 100 * cs, marker="o", markersize=3, label=legend_label(item.label),
+                clip_on=False)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return finish_plot(fig, ax, "Cumulative score: share of faces with |error| ≤ θ", "Error level θ (years)",
+                       "Cumulative score (%)", len(inputs[0].metrics.cs) - 1, fmt)
 
 
 def coverage_plot(inputs: list[InputMetrics], fmt: str = "png") -> bytes:
     """Observed share of faces within k predicted stds of their age against a Gaussian's, k = 0.25 … 3:
     an honest uncertainty follows the Gaussian's curve; below it, the stds are too small."""
-    fig = Figure(figsize=(6.4, 4.8), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    fig, ax = new_axes()
     ks = COVERAGE_MULTIPLES
     ax.plot(ks, [100 * gaussian_share(k) for k in ks], color="black", linestyle="--", label="Gaussian")
     for item in inputs:
         if item.metrics.calibration is not None:
-            label = f" {item.label}" if item.label.startswith("_") else item.label
             ax.plot(ks, [100 * v for v in item.metrics.calibration.shares], marker="o", markersize=3,
-                    label=label)
-    ax.set_xlabel("Predicted std multiple k")
-    ax.set_ylabel("Faces with |mean − age| ≤ k·std (%)")
-    ax.set_title("Is the uncertainty honest? Observed share against a Gaussian's")
-    ax.set_xlim(0, ks[-1])
-    ax.set_ylim(0, 100)
-    ax.grid(True, alpha=0.4)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, metadata={PLOT_MARK[fmt]: PLOT_CREATOR})
-    return buf.getvalue()
+                    label=legend_label(item.label))
+    return finish_plot(fig, ax, "Is the uncertainty honest? Observed share against a Gaussian's",
+                       "Predicted std multiple k", "Faces with |mean − age| ≤ k·std (%)", ks[-1], fmt)
 
 
 def is_faceage_plot(path: Path) -> bool:
