@@ -16,7 +16,7 @@ from faceage.core.console import console
 from faceage.core.errors import FaceageError
 
 
-def _with_train_options(command: Callable[..., None], exclude: Collection[str] = ()) -> Callable[..., None]:
+def with_train_options(command: Callable[..., None], exclude: Collection[str] = ()) -> Callable[..., None]:
     """Give `command` one option per TrainConfig setting (but those in `exclude`): flag, type, help and
     shown default all come from the dataclass (`faceage.train.config`), so a setting is declared once. Each
     arrives as a keyword argument, None when the flag was not given (the recipe or the saved run then
@@ -41,7 +41,7 @@ def _with_train_options(command: Callable[..., None], exclude: Collection[str] =
 
 
 @app.command("train")
-@_with_train_options
+@with_train_options
 def train_command(
     config: Annotated[Path | None, typer.Option(
         "--config", "-c", help="Recipe YAML (pipelines/): overrides the defaults; flags override it.",
@@ -125,7 +125,8 @@ def predict_command(
         "--draw", help="Folder for copies of the images with each box and 'age ± std' drawn.")] = None,
     fold: Annotated[int | None, typer.Option("--fold", help="Only this fold of a run folder.")] = None,
     detector: Annotated[str | None, typer.Option(
-        "--detector", help="retinaface or insightface (default: as the run's faces.csv, else retinaface).",
+        "--detector", help="retinaface or insightface (default: as the model records or the run's faces.csv, "
+                           "else retinaface).",
         show_default=False)] = None,
     detector_model: Annotated[Path | None, typer.Option(
         "--detector-model", help="Detector model file or pack, as `faceage align --model` takes.")] = None,

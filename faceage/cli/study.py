@@ -9,12 +9,12 @@ import typer
 from rich.markup import escape
 
 from faceage.cli.app import app
-from faceage.cli.models import _with_train_options
+from faceage.cli.models import with_train_options
 from faceage.core.console import console
 
 
 def _study_options(command: Any) -> Any:
-    return _with_train_options(command, exclude=("loss", "seed", "out"))
+    return with_train_options(command, exclude=("loss", "seed", "out"))
 
 
 @app.command("study")

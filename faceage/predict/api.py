@@ -49,15 +49,15 @@ def estimate_ages(image: ImageInput, model: str | Path | None = None, device: st
     """
     pixels = as_rgb(image)
     estimator, detector, settings = _loaded(None if model is None else str(model), device)
-    found = [face for face in find_faces(detector, pixels, settings).faces if face.crop is not None]
-    if not found:
+    usable = [(face.face, face.crop) for face in find_faces(detector, pixels, settings).faces
+              if face.crop is not None]
+    if not usable:
         return []
-    crops = [face.crop for face in found if face.crop is not None]
-    ages = estimator.estimate(preprocess(crops, estimator.info))
+    ages = estimator.estimate(preprocess([crop for _, crop in usable], estimator.info))
     faces = []
-    for i, face in enumerate(found):
-        x1, y1, x2, y2 = (float(v) for v in face.face.box)
-        faces.append(FaceAge((x1, y1, x2, y2), float(face.face.score), int(ages.pred[i]), float(ages.mean[i]),
+    for i, (face, _) in enumerate(usable):
+        x1, y1, x2, y2 = (float(v) for v in face.box)
+        faces.append(FaceAge((x1, y1, x2, y2), float(face.score), int(ages.pred[i]), float(ages.mean[i]),
                              float(ages.std[i])))
     return faces
 

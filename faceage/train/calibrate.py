@@ -42,7 +42,6 @@ def calibrate_kept_model(job: TrainingJob, k: int, split: FoldSplit, model: AgeM
     """Fit `model`'s std scale (it holds best.pt's weights) on fold k's validation rows, write it into
     best.pt, and return what was measured (also stored in best.pt as "calibration")."""
     ages = job.manifest["age"].to_numpy(np.float64)
-    model.std_scale.fill_(1.0)
     val_logits = view_logits(job, model, split.val)
     val_raw = _decode(val_logits, 1.0)
     scale = std_scale(val_raw.mean.numpy(), val_raw.std.numpy(), ages[split.val])

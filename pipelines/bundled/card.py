@@ -13,9 +13,9 @@ import argparse
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from faceage.evaluate.metrics import calibrate, cs_at, epsilon_error, mae, per_group
+from faceage.model.checkpoint import load_checkpoint
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -30,11 +30,12 @@ def main() -> None:
     args = parser.parse_args()
     labels = pd.read_csv(args.labels, keep_default_na=False)
     predictions = pd.read_csv(args.run / "predictions.csv")
-    manifest_paths = pd.read_csv(args.run / "fold0" / "predictions.csv")["path"]
     labels["aligned"] = labels["path"].str.rsplit(".", n=1).str[0] + ".jpg"
     source = dict(zip(labels["aligned"], labels["source"], strict=True))
     predictions["source"] = predictions["path"].map(source)
-    assert predictions["source"].notna().all() and len(manifest_paths) == len(predictions)
+    if predictions["source"].isna().any():
+        raise SystemExit(f"{args.run}/predictions.csv has rows that {args.labels} does not list; pass the "
+                         f"labels.csv the run's manifest was built from.")
 
     counts = pd.crosstab(labels["source"], labels["split"])
     print("### Data (images per source and split; test = held out)\n")
@@ -57,7 +58,7 @@ def main() -> None:
                 [[g.label, str(g.n), f"{g.mae:.2f}", f"{g.bias:+.2f}"]
                  for g in per_group(predictions["pred"], predictions["age"]) if g.n]))
 
-    best = torch.load(args.run / "fold0" / "best.pt", map_location="cpu", weights_only=True)
+    best = load_checkpoint(args.run / "fold0" / "best.pt")
     info = best.get("calibration")
     if info is not None:
         test = info["test"]
