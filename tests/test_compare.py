@@ -15,6 +15,7 @@ from faceage.evaluate.compare import (
     unit_ids,
     verdict,
 )
+from faceage.evaluate.registry import Spread
 
 
 def _table(errors: list[float] | np.ndarray, subjects: list[str] | None = None,
@@ -36,14 +37,15 @@ def test_group_summary_is_mean_and_sample_std_over_seeds() -> None:
     other = [Member("l2-s0", 0, _table([0, 0, 0, 0], age_std=[1, 1, 1, 1]))]
     result = compare_groups({"mv": members, "l2": other}, resamples=200)
     mv = result.groups["mv"]
-    assert [r.mae for r in mv.runs] == [3.0, 4.0]
-    assert mv.mae_mean == 3.5 and mv.mae_std == pytest.approx(np.sqrt(0.5))  # ddof = 1
-    assert mv.cs5_mean == 0.75 and mv.cs5_std == 0.0
+    assert [r.scores["mae"] for r in mv.runs] == [3.0, 4.0]
+    assert mv.spreads["mae"].mean == 3.5 and mv.spreads["mae"].std == pytest.approx(np.sqrt(0.5))  # ddof = 1
+    assert mv.spreads["cs5"] == Spread(0.75, 0.0)
     eps0 = 1 - np.mean(np.exp(-np.array([1, 4, 9, 36]) / 2))
     eps1 = 1 - np.mean(np.exp(-np.array([4, 9, 16, 49]) / 2))
-    assert mv.eps_mean == pytest.approx((eps0 + eps1) / 2)
-    assert mv.eps_std == pytest.approx(abs(eps0 - eps1) / np.sqrt(2))
-    assert result.groups["l2"].mae_std is None and result.groups["l2"].eps_mean == 0.0  # one run: no std
+    assert mv.spreads["eps"].mean == pytest.approx((eps0 + eps1) / 2)
+    assert mv.spreads["eps"].std == pytest.approx(abs(eps0 - eps1) / np.sqrt(2))
+    assert result.groups["l2"].spreads["mae"] == Spread(0.0, None)  # one run: no std
+    assert result.groups["l2"].spreads["eps"] == Spread(0.0, None)
     (pair,) = result.pairs
     assert (pair.a, pair.b) == ("mv", "l2") and pair.mae_diff == 3.5
     assert result.to_dict()["losses"]["mv"]["runs"][1] == {"seed": 1, "run": "mv-s1", "mae": 4.0,

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from faceage.evaluate.folds import per_fold, summarize_folds
 from faceage.evaluate.metrics import (
     abs_errors,
     calibrate,
@@ -16,11 +17,10 @@ from faceage.evaluate.metrics import (
     epsilon_error,
     mae,
     per_decade,
-    per_fold,
     per_group,
-    summarize,
-    summarize_folds,
 )
+from faceage.evaluate.registry import Spread
+from faceage.evaluate.summary import summarize
 
 AGE = [20, 30, 40, 50]
 PRED = [20, 35, 34, 60]  # errors 0, 5, 6, 10
@@ -91,15 +91,16 @@ def test_folds_and_their_sample_std() -> None:
     age = [10, 10, 20, 20, 30]
     pred = [10, 16, 21, 22, 34]  # fold 0: errors 0, 6; fold 1: 1, 2; fold 2: 4
     folds = per_fold(pred, age, [0, 0, 1, 1, 2])
-    assert [(f.fold, f.n, f.mae, f.cs5) for f in folds] == [
-        (0, 2, 3.0, 0.5), (1, 2, 1.5, 1.0), (2, 1, 4.0, 1.0),
+    assert [(f.fold, f.n, f.scores) for f in folds] == [
+        (0, 2, {"mae": 3.0, "cs5": 0.5}), (1, 2, {"mae": 1.5, "cs5": 1.0}), (2, 1, {"mae": 4.0, "cs5": 1.0}),
     ]
+    assert folds[0].mae == 3.0
     s = summarize_folds(folds)
-    assert s.n_folds == 3 and s.mae_mean == pytest.approx(17 / 6)
+    assert s.n_folds == 3 and s.spreads["mae"].mean == pytest.approx(17 / 6)
     # sample std (ddof = 1) of 3, 1.5, 4: sqrt(((1/6)² + (4/3)² + (7/6)²) / 2) = sqrt(19/12)
-    assert s.mae_std == pytest.approx(math.sqrt(19 / 12))
-    assert s.cs5_mean == pytest.approx(2.5 / 3)
-    assert summarize_folds(folds[:1]).mae_std is None
+    assert s.spreads["mae"].std == pytest.approx(math.sqrt(19 / 12))
+    assert s.spreads["cs5"].mean == pytest.approx(2.5 / 3)
+    assert summarize_folds(folds[:1]).spreads["mae"] == Spread(3.0, None)
 
 
 def test_calibration_counts_errors_within_one_and_two_std() -> None:
@@ -111,13 +112,15 @@ def test_calibration_counts_errors_within_one_and_two_std() -> None:
 
 def test_summarize_switches_on_optional_columns() -> None:
     bare = summarize(AGE, PRED)
-    assert bare.n == 4 and bare.mae == 5.25 and bare.cs5 == 0.5
-    assert bare.mae_unrounded is None and bare.epsilon.value is None
+    assert bare.n == 4 and bare.scores == {"mae": 5.25, "mae_unrounded": None, "cs5": 0.5, "eps": None}
+    assert bare.epsilon.value is None
     assert bare.per_fold is None and bare.fold_summary is None and bare.calibration is None
     full = summarize(AGE, PRED, mean=[20.4, 34.6, 34.2, 59.5], std=[1, 1, 1, 1], age_std=[1, 1, 1, 1],
                      fold=[0, 0, 1, 1], max_theta=5)
     assert len(full.cs) == 6
-    assert full.mae_unrounded == pytest.approx((0.4 + 4.6 + 5.8 + 9.5) / 4)
+    assert full.scores["mae_unrounded"] == pytest.approx((0.4 + 4.6 + 5.8 + 9.5) / 4)
+    eps = 1 - np.mean(np.exp(-np.array([0, 25, 36, 100]) / 2))  # σ = 1 each
+    assert full.scores["eps"] == full.epsilon.value == pytest.approx(eps)
     assert full.calibration is not None and full.calibration.center == "mean"
     assert full.calibration.within_1std == 0.25  # only |20.4 − 20| ≤ 1
     assert full.fold_summary is not None and full.fold_summary.n_folds == 2

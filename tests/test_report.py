@@ -12,7 +12,6 @@ import pandas as pd
 from PIL import Image
 from rich.console import Console
 
-from faceage.evaluate.metrics import summarize
 from faceage.evaluate.report import (
     InputMetrics,
     console_table,
@@ -21,6 +20,7 @@ from faceage.evaluate.report import (
     markdown_report,
     metrics_json,
 )
+from faceage.evaluate.summary import summarize
 
 AGE = [20, 30, 40, 50]
 

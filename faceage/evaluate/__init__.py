@@ -1,18 +1,8 @@
 """The eval stage: reads predictions tables (a run's predictions.csv), writes the CS plot and cs.csv,
-metrics.json and report.md: MAE, CS(θ), ε-error, per fold, per age group, uncertainty shares. Imports only
-core, never torch.
+metrics.json and report.md: MAE, CS(θ), ε-error, per fold, per age group, uncertainty shares. The metrics
+every table lists are declared once, in `registry.METRICS`. Imports only core, never torch.
 """
 
-from faceage.core.lazy import lazy_exports
+import lazy_loader
 
-_EXPORTS = {
-    "evaluate": "run",
-    "EvalResult": "run",
-    "summarize": "metrics",
-    "Metrics": "metrics",
-    "console_table": "report",
-    "markdown_report": "report",
-    "metrics_json": "report",
-}
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

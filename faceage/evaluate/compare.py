@@ -1,6 +1,7 @@
 """Compare groups of runs (one group per loss, one run per seed) on the same test images: is a better than b?
 
-Per group: test MAE, CS@5 and ε-error of each run, and their mean ± sample std (ddof = 1) over seeds.
+Per group: the registry's "run" metrics (MAE, CS@5, ε-error) of each run, and their mean ± sample std
+(ddof = 1) over seeds.
 Per pair of groups (a, b), on the test images every run of both has:
 - `mae_diff` = mean over a's seeds of MAE − the same for b (negative: a errs less);
 - a 95 % percentile interval from a hierarchical bootstrap: units (subjects; an image without a subject is
@@ -30,7 +31,8 @@ from scipy.stats import permutation_test
 from faceage.core.errors import FaceageError
 from faceage.core.files import read_yaml_mapping
 from faceage.core.layout import PREDICTIONS_CSV, RUN_CONFIG
-from faceage.evaluate.metrics import CS_REPORT_THETA, abs_errors, cs_at, cumulative_score, epsilon_error, mae
+from faceage.evaluate.metrics import abs_errors, cumulative_score
+from faceage.evaluate.registry import Predictions, Scores, Spread, score, spread_fields, spreads
 
 RESAMPLES = 2000  # bootstrap draws and permutation-test sign flips (the p-value's resolution is 1/2001)
 BOOTSTRAP_SEED = 0  # the comparison is a pure function of the predictions
@@ -50,23 +52,19 @@ class Member:
 
 @dataclass(frozen=True)
 class RunScores:
+    """The registry's "run" metrics of one run, by key."""
+
     seed: int | None
     run: str
-    mae: float
-    cs5: float
-    eps: float | None
+    scores: Scores
 
 
 @dataclass(frozen=True)
 class GroupSummary:
-    """Mean ± sample std over a group's runs (stds None with one run; eps None without crowd stds)."""
+    """Each "run" metric's mean ± sample std over a group's runs, by key (std None with one run, both
+    None where a run lacks the value, as ε-error without crowd stds)."""
 
-    mae_mean: float
-    mae_std: float | None
-    cs5_mean: float
-    cs5_std: float | None
-    eps_mean: float | None
-    eps_std: float | None
+    spreads: dict[str, Spread]
     runs: list[RunScores]
     cs_curve: list[float]  # CS(θ) for θ = 0..20, mean over the runs (the study's plot)
     cs_runs: list[list[float]]  # CS(θ) of each run
@@ -96,41 +94,25 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object (README, "study.json"): `losses` (per group) and `pairs`."""
-        groups = {
-            name: {**{k: v for k, v in vars(g).items() if k not in ("runs", "cs_curve", "cs_runs")},
-                   "runs": [vars(r) for r in g.runs]}
-            for name, g in self.groups.items()
-        }
+        groups = {name: {**spread_fields(g.spreads),
+                         "runs": [{"seed": r.seed, "run": r.run, **r.scores} for r in g.runs]}
+                  for name, g in self.groups.items()}
         pairs = [{**vars(p), "ci95": list(p.ci95)} for p in self.pairs]
         return {"group_by": self.group_by, "test": "paired sign-flip permutation test on units",
                 "resamples": self.resamples, "bootstrap_seed": self.seed, "losses": groups, "pairs": pairs}
 
 
 def run_scores(member: Member) -> RunScores:
-    """MAE, CS@5 and ε-error (None without `age_std`) of one run's predictions (faceage.evaluate.metrics)."""
-    t = member.table
-    eps = epsilon_error(t["pred"], t["age"], t["age_std"]).value if "age_std" in t.columns else None
-    return RunScores(member.seed, member.run, mae(t["pred"], t["age"]),
-                     cs_at(abs_errors(t["pred"], t["age"]), CS_REPORT_THETA), eps)
-
-
-def _mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
-    if not values or any(v is None for v in values):
-        return None, None
-    arr = np.asarray(values, dtype=np.float64)
-    return float(arr.mean()), (float(arr.std(ddof=1)) if arr.size > 1 else None)
+    """The "run" metrics of one run's predictions (None where its table lacks a column, as `age_std`)."""
+    return RunScores(member.seed, member.run, score(Predictions.of_table(member.table), "run"))
 
 
 def summarize_group(members: Sequence[Member]) -> GroupSummary:
     """The per-run scores of a group and their mean ± sample std over runs (seeds)."""
     runs = [run_scores(m) for m in members]
-    mae_mean, mae_std = _mean_std([r.mae for r in runs])
-    cs5_mean, cs5_std = _mean_std([r.cs5 for r in runs])
-    eps_mean, eps_std = _mean_std([r.eps for r in runs])
     curves = np.stack([cumulative_score(m.table["pred"], m.table["age"]) for m in members])
-    assert mae_mean is not None and cs5_mean is not None
-    return GroupSummary(mae_mean, mae_std, cs5_mean, cs5_std, eps_mean, eps_std, runs,
-                        curves.mean(axis=0).tolist(), curves.tolist())
+    return GroupSummary(spreads([r.scores for r in runs]), runs, curves.mean(axis=0).tolist(),
+                        curves.tolist())
 
 
 def unit_ids(table: pd.DataFrame) -> NDArray[np.int64]:

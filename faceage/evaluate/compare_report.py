@@ -6,14 +6,13 @@ every output first and then write them all together.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 from rich.table import Table
 
 from faceage.evaluate.compare import Comparison, GroupSummary, p_text
-from faceage.evaluate.metrics import CS_REPORT_THETA
+from faceage.evaluate.formatting import MISSING, md_table, rich_table
+from faceage.evaluate.registry import scored_at
 from faceage.evaluate.report import finish_plot, legend_label, new_axes
 
 METHOD = (
@@ -25,26 +24,27 @@ METHOD = (
 )
 
 
-def _num(value: float | None, digits: int = 2) -> str:
-    return "—" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
-
-
-def _pm(mean: float | None, std: float | None, digits: int = 2, scale: float = 1.0) -> str:
-    if mean is None:
-        return "—"
-    text = _num(scale * mean, digits)
-    return text if std is None else f"{text} ± {_num(scale * std, digits)}"
-
-
 def group_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the per-group table (mean ± sample std over seeds)."""
-    header = [comparison.group_by, "runs", "MAE", f"CS@{CS_REPORT_THETA} (%)", "ε-error"]
-    rows = [[name, str(len(g.runs)), _pm(g.mae_mean, g.mae_std), _pm(g.cs5_mean, g.cs5_std, 1, 100.0),
-             _pm(g.eps_mean, g.eps_std, 4)] for name, g in comparison.groups.items()]
+    """Header and rows of the per-group table: each "run" metric's mean ± sample std over seeds."""
+    metrics = scored_at("run")
+    header = [comparison.group_by, "runs", *(m.label for m in metrics)]
+    rows = [[name, str(len(g.runs)), *(m.text_spread(g.spreads[m.key]) for m in metrics)]
+            for name, g in comparison.groups.items()]
+    return header, rows
+
+
+def run_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the per-run table: each run's "run" metrics, group by group."""
+    metrics = scored_at("run")
+    header = [comparison.group_by, "seed", "run", *(m.label for m in metrics)]
+    rows = [[name, MISSING if r.seed is None else str(r.seed), r.run,
+             *(m.text(r.scores[m.key]) for m in metrics)]
+            for name, g in comparison.groups.items() for r in g.runs]
     return header, rows
 
 
 def pair_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the per-pair table: the MAE difference, its interval, p and the verdict."""
     header = ["a", "b", "MAE a − b", "95 % CI", "p", "verdict"]
     rows = [[p.a, p.b, f"{p.mae_diff:+.3f}", f"{p.ci95[0]:+.3f} … {p.ci95[1]:+.3f}",
              p_text(p.p_value).removeprefix("p = ").removeprefix("p "),
@@ -54,41 +54,23 @@ def pair_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
 
 def comparison_tables(comparison: Comparison, title: str) -> list[Table]:
     """The per-group and per-pair tables for the console."""
-    tables = []
-    for (header, rows), name in ((group_rows(comparison), title), (pair_rows(comparison), "pairs")):
-        table = Table(title=name)
-        for i, column in enumerate(header):
-            table.add_column(column, justify="left" if i in (0, 1, len(header) - 1) else "right",
-                             overflow="fold")
-        for row in rows:
-            table.add_row(*row)
-        tables.append(table)
-    return tables
-
-
-def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
-    return [line(header), "|" + "|".join("---" for _ in header) + "|", *(line(r) for r in rows), ""]
+    pairs_header, pairs = pair_rows(comparison)
+    return [rich_table(title, *group_rows(comparison)),
+            rich_table("pairs", pairs_header, pairs, text_columns=(0, 1, len(pairs_header) - 1))]
 
 
 def comparison_markdown(comparison: Comparison, level: int = 2) -> str:
     """A Markdown section: per-group summary, per-run scores, the pairs with their verdicts, the method."""
     h = "#" * level
     out = [f"{h} Comparison by {comparison.group_by}", ""]
-    out += _md_table(*group_rows(comparison))
+    out += md_table(*group_rows(comparison))
     out += ["Mean ± sample std (ddof = 1) over the runs (seeds) of each group.", ""]
     out += [f"{h}# Runs", ""]
-    out += _md_table(
-        [comparison.group_by, "seed", "run", "MAE", f"CS@{CS_REPORT_THETA} (%)", "ε-error"],
-        [[name, "—" if r.seed is None else str(r.seed), r.run, _num(r.mae, 3), _num(100 * r.cs5, 1),
-          _num(r.eps, 4)] for name, g in comparison.groups.items() for r in g.runs],
-    )
+    out += md_table(*run_rows(comparison))
     if comparison.pairs:
         out += [f"{h}# Pairs", ""]
         out += [f"- {p.verdict} ({p.n_images} images, {p.n_units} units)" for p in comparison.pairs] + [""]
-        out += _md_table(*pair_rows(comparison))
+        out += md_table(*pair_rows(comparison))
     out += [METHOD.format(resamples=comparison.resamples, seed=comparison.seed), ""]
     return "\n".join(out)
 

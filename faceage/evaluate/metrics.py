@@ -7,6 +7,8 @@ Definitions (the guide's, checked exactly by the tests):
   σ → 0 is taken: the image scores error 0 if pred equals μ (within `TOL`) and 1 otherwise. Rows whose σ is
   unknown (NaN) are left out of the mean; with no σ at all the ε-error is None.
 - Age groups are taken on the true age, lower bound included and upper excluded: 0–19 is [0, 20).
+
+Which of these every table lists (and how each is shown) is declared once, in `registry`.
 """
 
 from __future__ import annotations
@@ -109,52 +111,6 @@ def per_decade(pred: ArrayLike, age: ArrayLike) -> list[GroupStats]:
     return [_group(pred_a, age_a, f"{d}–{d + 9}", d, d + 10) for d in decades.tolist()]
 
 
-@dataclass(frozen=True)
-class FoldStats:
-    """n, MAE and CS@5 of one test fold."""
-
-    fold: int
-    n: int
-    mae: float
-    cs5: float
-
-
-@dataclass(frozen=True)
-class FoldSummary:
-    """Mean and sample standard deviation (ddof = 1; None with a single fold) of the per-fold MAE and CS@5."""
-
-    n_folds: int
-    mae_mean: float
-    mae_std: float | None
-    cs5_mean: float
-    cs5_std: float | None
-
-
-def per_fold(pred: ArrayLike, age: ArrayLike, fold: ArrayLike) -> list[FoldStats]:
-    """Metrics of each fold, in increasing fold order."""
-    pred_a, age_a, fold_a = _arr(pred), _arr(age), np.asarray(fold, dtype=np.int64)
-    out = []
-    for k in np.unique(fold_a).tolist():
-        sel = fold_a == k
-        err = abs_errors(pred_a[sel], age_a[sel])
-        out.append(FoldStats(int(k), int(sel.sum()), float(err.mean()), cs_at(err, CS_REPORT_THETA)))
-    return out
-
-
-def summarize_folds(folds: list[FoldStats]) -> FoldSummary:
-    """Mean ± sample std across folds: each fold counts once, whatever its size (the paper's protocol)."""
-    maes = np.array([f.mae for f in folds])
-    cs5 = np.array([f.cs5 for f in folds])
-    several = len(folds) > 1
-    return FoldSummary(
-        len(folds),
-        float(maes.mean()),
-        float(maes.std(ddof=1)) if several else None,
-        float(cs5.mean()),
-        float(cs5.std(ddof=1)) if several else None,
-    )
-
-
 COVERAGE_MULTIPLES = tuple(0.25 * i for i in range(1, 13))  # 0.25 … 3 stds: the coverage picture's x
 
 
@@ -183,52 +139,3 @@ def calibrate(center: ArrayLike, age: ArrayLike, std: ArrayLike, center_name: st
         return float((err <= k * std_a + TOL).mean())
 
     return Calibration(center_name, within(1), within(2), tuple(within(k) for k in COVERAGE_MULTIPLES))
-
-
-@dataclass(frozen=True)
-class Metrics:
-    """Every number `eval` reports for one predictions table."""
-
-    n: int
-    mae: float
-    mae_unrounded: float | None
-    cs: Floats
-    cs5: float
-    epsilon: EpsilonError
-    per_fold: list[FoldStats] | None
-    fold_summary: FoldSummary | None
-    per_group: list[GroupStats]
-    per_decade: list[GroupStats]
-    calibration: Calibration | None
-
-
-def summarize(
-    age: ArrayLike,
-    pred: ArrayLike,
-    *,
-    mean: ArrayLike | None = None,
-    std: ArrayLike | None = None,
-    age_std: ArrayLike | None = None,
-    fold: ArrayLike | None = None,
-    max_theta: int = 20,
-) -> Metrics:
-    """All metrics of one table; optional columns switch on MAE of the mean, ε-error, folds, calibration."""
-    age_a, pred_a = _arr(age), _arr(pred)
-    err = abs_errors(pred_a, age_a)
-    folds = per_fold(pred_a, age_a, fold) if fold is not None else None
-    center, center_name = (mean, "mean") if mean is not None else (pred_a, "pred")
-    # an all-zero std (the L2 baseline writes one) is no uncertainty estimate at all
-    calib = calibrate(center, age_a, std, center_name) if std is not None and np.any(_arr(std) > 0) else None
-    return Metrics(
-        n=int(age_a.size),
-        mae=float(err.mean()),
-        mae_unrounded=mae(mean, age_a) if mean is not None else None,
-        cs=cumulative_score(pred_a, age_a, max_theta),
-        cs5=cs_at(err, CS_REPORT_THETA),
-        epsilon=epsilon_error(pred_a, age_a, age_std) if age_std is not None else EpsilonError(None, 0, 0),
-        per_fold=folds,
-        fold_summary=summarize_folds(folds) if folds else None,
-        per_group=per_group(pred_a, age_a),
-        per_decade=per_decade(pred_a, age_a),
-        calibration=calib,
-    )

@@ -22,14 +22,11 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 from rich.table import Table
 
-from faceage.evaluate.metrics import (
-    COVERAGE_MULTIPLES,
-    CS_REPORT_THETA,
-    TOL,
-    GroupStats,
-    Metrics,
-    gaussian_share,
-)
+from faceage.evaluate.folds import fold_rows
+from faceage.evaluate.formatting import MISSING, md_table, num, pct, rich_table
+from faceage.evaluate.metrics import COVERAGE_MULTIPLES, GroupStats, gaussian_share
+from faceage.evaluate.registry import PRIMARY, metric, scored_at, spread_fields
+from faceage.evaluate.summary import Metrics
 
 PLOT_FORMATS = (".png", ".svg", ".pdf")
 PLOT_CREATOR = "faceage eval"  # stamped into every plot, so a later report knows it may replace it
@@ -141,15 +138,14 @@ def metrics_dict(item: InputMetrics) -> dict[str, Any]:
         "label": item.label,
         "source": str(item.source),
         "n": m.n,
-        "mae": m.mae,
-        "mae_unrounded": m.mae_unrounded,
+        **{k.json_name or k.key: m.scores[k.key] for k in scored_at("input")},
         "cs": {str(theta): float(v) for theta, v in enumerate(m.cs)},
-        "cs5": m.cs5,
-        "epsilon_error": m.epsilon.value,
         "epsilon_n": m.epsilon.n,
         "epsilon_sigma_zero": m.epsilon.n_sigma_zero,
-        "per_fold": [asdict(f) for f in m.per_fold] if m.per_fold is not None else None,
-        "fold_summary": asdict(m.fold_summary) if m.fold_summary is not None else None,
+        "per_fold": ([{"fold": f.fold, "n": f.n, **f.scores} for f in m.per_fold]
+                     if m.per_fold is not None else None),
+        "fold_summary": ({"n_folds": m.fold_summary.n_folds, **spread_fields(m.fold_summary.spreads)}
+                         if m.fold_summary is not None else None),
         "per_group": [_group_dict(g) for g in m.per_group],
         "per_decade": [_group_dict(g) for g in m.per_decade],
         "uncertainty": asdict(m.calibration) if m.calibration is not None else None,
@@ -164,57 +160,32 @@ def metrics_json(inputs: list[InputMetrics]) -> str:
     return json.dumps(body, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-def _num(value: float | None, digits: int = 2) -> str:
-    return "—" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
-
-
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.1f} %"
-
-
-def _pm(mean: float, std: float | None, fmt: Any) -> str:
-    return fmt(mean) if std is None else f"{fmt(mean)} ± {fmt(std)}"
-
-
 def _folds_text(m: Metrics) -> str:
+    """The primary metric's mean ± std across folds, and over how many folds."""
     s = m.fold_summary
     if s is None:
-        return "—"
-    return _pm(s.mae_mean, s.mae_std, _num) + (" (1 fold)" if s.n_folds == 1 else f" ({s.n_folds} folds)")
+        return MISSING
+    folds = " (1 fold)" if s.n_folds == 1 else f" ({s.n_folds} folds)"
+    return metric(PRIMARY).text_spread(s.spreads[PRIMARY]) + folds
 
 
 def headline_rows(inputs: list[InputMetrics]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the comparison table shared by the console and report.md."""
-    header = ["input", "n", "MAE", "MAE (mean)", f"CS@{CS_REPORT_THETA}", "ε-error", "MAE per fold"]
-    rows = [
-        [i.label, str(i.metrics.n), _num(i.metrics.mae), _num(i.metrics.mae_unrounded),
-         _pct(i.metrics.cs5), _num(i.metrics.epsilon.value, 4), _folds_text(i.metrics)]
-        for i in inputs
-    ]
+    """Header and rows of the comparison table shared by the console and report.md: each registered
+    metric, then the primary one's spread across folds."""
+    metrics = scored_at("input")
+    header = ["input", "n", *(m.label for m in metrics), f"{metric(PRIMARY).label} per fold"]
+    rows = [[i.label, str(i.metrics.n), *(m.text(i.metrics.scores[m.key]) for m in metrics),
+             _folds_text(i.metrics)] for i in inputs]
     return header, rows
 
 
 def console_table(inputs: list[InputMetrics]) -> Table:
     """The headline numbers as a rich table."""
-    header, rows = headline_rows(inputs)
-    table = Table(title="faceage eval")
-    table.add_column(header[0], overflow="fold")  # labels are paths' names: wrap, never truncate
-    for name in header[1:]:
-        table.add_column(name, justify="right")
-    for row in rows:
-        table.add_row(*row)
-    return table
-
-
-def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
-    return [line(header), "|" + "|".join("---" for _ in header) + "|", *(line(r) for r in rows), ""]
+    return rich_table("faceage eval", *headline_rows(inputs))
 
 
 def _group_rows(groups: list[GroupStats]) -> list[list[str]]:
-    return [[g.label, str(g.n), _num(g.mae), _num(g.bias)] for g in groups]
+    return [[g.label, str(g.n), num(g.mae), num(g.bias)] for g in groups]
 
 
 def _input_section(item: InputMetrics) -> list[str]:
@@ -222,30 +193,25 @@ def _input_section(item: InputMetrics) -> list[str]:
     out = [f"## {item.label}", "", f"Source: `{item.source}` ({m.n} faces)", ""]
     if m.epsilon.value is not None:
         out += [
-            f"ε-error {_num(m.epsilon.value, 4)} over {m.epsilon.n} faces with a crowd std; "
+            f"ε-error {metric('eps').text(m.epsilon.value)} over {m.epsilon.n} faces with a crowd std; "
             f"{m.epsilon.n_sigma_zero} had σ = 0 and score 0 if the prediction equals the crowd mean "
             "exactly, else 1 (the σ → 0 limit).",
             "",
         ]
-    if m.per_fold is not None and m.fold_summary is not None:
-        s = m.fold_summary
+    if m.per_fold:
         out += ["### Per fold", ""]
-        out += _md_table(
-            ["fold", "n", "MAE", f"CS@{CS_REPORT_THETA}"],
-            [[str(f.fold), str(f.n), _num(f.mae), _pct(f.cs5)] for f in m.per_fold]
-            + [["mean ± std", "", _pm(s.mae_mean, s.mae_std, _num), _pm(s.cs5_mean, s.cs5_std, _pct)]],
-        )
+        out += md_table(*fold_rows(m.per_fold))
         out += ["Std across folds is the sample std (ddof = 1); each fold counts once.", ""]
     out += ["### Per age group (true age; bias = mean of pred − age)", ""]
-    out += _md_table(["age", "n", "MAE", "bias"], _group_rows(m.per_group))
+    out += md_table(["age", "n", "MAE", "bias"], _group_rows(m.per_group))
     out += ["### Per decade", ""]
-    out += _md_table(["age", "n", "MAE", "bias"], _group_rows(m.per_decade))
+    out += md_table(["age", "n", "MAE", "bias"], _group_rows(m.per_decade))
     if m.calibration is not None:
         c = m.calibration
         out += ["### Is the predicted uncertainty honest?", ""]
-        out += _md_table(
+        out += md_table(
             ["|" + c.center + " − age| within", "share", "Gaussian"],
-            [["1 std", _pct(c.within_1std), "68.3 %"], ["2 std", _pct(c.within_2std), "95.4 %"]],
+            [["1 std", pct(c.within_1std), "68.3 %"], ["2 std", pct(c.within_2std), "95.4 %"]],
         )
     return out
 
@@ -256,19 +222,15 @@ def markdown_report(inputs: list[InputMetrics], plot_link: str | None,
     written), then one section per input."""
     header, rows = headline_rows(inputs)
     out = ["# Age estimation report", ""]
-    out += [
-        f"MAE uses `pred` as given; MAE (mean) uses the unrounded `mean`. CS@{CS_REPORT_THETA} is the share "
-        f"of faces with |pred − age| ≤ {CS_REPORT_THETA} years (ties count, tolerance {TOL:g}).",
-        "",
-    ]
-    out += _md_table(header, rows)
+    out += [" ".join(m.note for m in scored_at("input") if m.note), ""]
+    out += md_table(header, rows)
     if plot_link is not None:
         out += [f"![Cumulative score]({plot_link})", ""]
     table = cs_table(inputs)
     out += ["## Cumulative score CS(θ)", ""]
-    out += _md_table(
+    out += md_table(
         ["θ (years)", *(i.label for i in inputs)],
-        [[str(int(r["theta"])), *(_pct(float(r[i.label])) for i in inputs)] for _, r in table.iterrows()],
+        [[str(int(r["theta"])), *(pct(float(r[i.label])) for i in inputs)] for _, r in table.iterrows()],
     )
     if coverage_link is not None:
         out += ["## Is the predicted uncertainty honest?", "",

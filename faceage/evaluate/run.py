@@ -23,7 +23,6 @@ from faceage.core.outputs import check_output, check_sidecar, has_header
 from faceage.core.schema import PREDICTIONS, read_table
 from faceage.evaluate.compare import RESAMPLES, Comparison, compare_groups, group_runs
 from faceage.evaluate.compare_report import comparison_markdown
-from faceage.evaluate.metrics import Metrics, summarize
 from faceage.evaluate.report import (
     PLOT_FORMATS,
     InputMetrics,
@@ -35,6 +34,7 @@ from faceage.evaluate.report import (
     metrics_dict,
     metrics_json,
 )
+from faceage.evaluate.summary import Metrics, summarize
 
 MAX_THETA_LIMIT = 200
 
