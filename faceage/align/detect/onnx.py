@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from faceage.core.console import log
+from faceage.core.device import cuda_unavailable, parse_device
 from faceage.core.errors import FaceageError
 
 if TYPE_CHECKING:
@@ -16,7 +17,6 @@ if TYPE_CHECKING:
 
     OnnxSession: TypeAlias = onnxruntime.InferenceSession
 
-DEVICES = ("auto", "cpu", "cuda")
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 # onnxruntime's default cuDNN search (EXHAUSTIVE) times every convolution algorithm for each new input
 # shape; the detector sees a new shape with nearly every photo, so the heuristic choice is far cheaper.
@@ -32,21 +32,18 @@ def available_providers() -> list[str]:
 
 
 def onnx_providers(device: str = "auto") -> list[Provider]:
-    """onnxruntime execution providers for `device`: CUDA first (with `CUDA_OPTIONS`) when the GPU build
-    offers it, then CPU. The GPU build offers CUDA even when its CUDA libraries cannot load; `check_provider`
-    tells after the session is made.
+    """onnxruntime execution providers for `device` (auto, cpu, cuda, cuda:N): CUDA first (with
+    `CUDA_OPTIONS`, on GPU N) when the GPU build offers it, then CPU. The GPU build offers CUDA even when its
+    CUDA libraries cannot load; `check_provider` tells after the session is made.
     """
-    if device not in DEVICES:
-        raise FaceageError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
+    parsed = parse_device(device)
     has_cuda = CUDA in available_providers()
-    if device == "cuda" and not has_cuda:
-        raise FaceageError(
-            "device 'cuda' asked for, but this onnxruntime has no CUDA provider: run "
-            "`pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu` "
-            "(see `faceage doctor`), or pass device 'auto'/'cpu'"
-        )
-    if has_cuda and device != "cpu":
-        return [(CUDA, dict(CUDA_OPTIONS)), CPU]
+    if parsed.explicit_cuda and not has_cuda:
+        raise cuda_unavailable(parsed, "this onnxruntime has no CUDA provider: `pip uninstall -y onnxruntime "
+                                       "onnxruntime-gpu && pip install onnxruntime-gpu`")
+    if has_cuda and parsed.kind != "cpu":
+        options = {**CUDA_OPTIONS, **({"device_id": str(parsed.index)} if parsed.index is not None else {})}
+        return [(CUDA, options), CPU]
     return [CPU]
 
 
@@ -68,8 +65,8 @@ def check_provider(session: OnnxSession, device: str, where: str) -> None:
     message = (f"{where}: onnxruntime's CUDA provider did not start (its CUDA or cuDNN libraries did not "
                f"load), so it runs on the CPU; install the onnxruntime-gpu build for this CUDA (see "
                f"`faceage doctor`)")
-    if device == "cuda":
-        raise FaceageError(f"{message}, or pass device auto or cpu.")
+    if parse_device(device).explicit_cuda:
+        raise FaceageError(f"{message}, or pass --device auto or cpu.")
     log.warning("%s.", message)
 
 
