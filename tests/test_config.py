@@ -23,7 +23,7 @@ def _recipe(tmp_path: Path, settings: dict[str, object], name: str = "recipe.yam
 
 
 def test_defaults_are_the_papers_settings() -> None:
-    cfg = TrainConfig()
+    cfg = resolve_config(None, {})
     assert (cfg.lr, cfg.momentum, cfg.batch_size) == (0.001, 0.9, 64)
     assert (cfg.schedule, cfg.step_size, cfg.gamma) == ("step", 15, 0.1)
     assert (cfg.img_size, cfg.resize) == (224, 256)
@@ -55,10 +55,33 @@ def test_fold_from_the_command_line_is_a_number_or_all() -> None:
         resolve_config(None, {"fold": "first"})
 
 
-def test_protocol_defaults_to_the_manifest_name_then_se(tmp_path: Path) -> None:
-    assert resolve_config(None, {"manifest": tmp_path / "morph_rs.csv"}).protocol == "rs"
-    assert resolve_config(None, {"manifest": tmp_path / "rs.csv", "protocol": "se"}).protocol == "se"
-    assert resolve_config(None, {"manifest": tmp_path / "faces.csv"}).protocol == "se"
+def _manifest(path: Path, protocol: str | None, dataset: str = "morph2") -> Path:
+    row = {"path": "a.jpg", "age": 30, "age_std": "", "subject": "s1", "fold": 0, "val_fold": -1}
+    if protocol is not None:
+        row |= {"dataset": dataset, "protocol": protocol}
+    path.write_text(",".join(row) + "\n" + ",".join(map(str, row.values())) + "\n", encoding="utf-8")
+    return path
+
+
+def test_protocol_and_dataset_are_the_ones_the_manifest_records_whatever_its_name(tmp_path: Path) -> None:
+    rs = _manifest(tmp_path / "big.csv", "rs", dataset="utkface")
+    cfg = resolve_config(None, {"manifest": rs})
+    assert (cfg.protocol, cfg.dataset) == ("rs", "utkface")
+    assert Path(cfg.out or "").name == "utkface-rs-vgg16_bn-mv"
+    assert resolve_config(None, {"manifest": rs, "protocol": "rs"}).protocol == "rs"
+    with pytest.raises(FaceageError, match=r"big\.csv is a rs manifest .*not se"):
+        resolve_config(None, {"manifest": rs, "protocol": "se"})
+    with pytest.raises(FaceageError, match="not se"):  # a recipe's protocol is checked alike
+        resolve_config(_recipe(tmp_path, {"protocol": "se"}), {"manifest": rs})
+    named_se = _manifest(tmp_path / "se.csv", "rs")  # the file name says nothing
+    assert resolve_config(None, {"manifest": named_se}).protocol == "rs"
+
+
+def test_a_manifest_that_records_no_protocol_trains_as_told_and_the_default_manifest_is_se(
+        tmp_path: Path) -> None:
+    old = _manifest(tmp_path / "rs.csv", None)
+    assert resolve_config(None, {"manifest": old}).protocol is None  # no guess from the file name
+    assert resolve_config(None, {"manifest": old, "protocol": "lopo"}).protocol == "lopo"
     assert resolve_config(None, {}).protocol == "se"
 
 

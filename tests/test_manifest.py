@@ -11,11 +11,11 @@ from typer.testing import CliRunner
 from faceage.cli import app
 from faceage.core.errors import FaceageError
 from faceage.core.layout import aligned_relpath
-from faceage.core.schema import FACES, MANIFEST, TableError
-from faceage.manifest.build import build_manifest
+from faceage.core.schema import FACES, TableError
+from faceage.manifest.build import build_manifest, write_manifest
 from faceage.manifest.datasets import LabelOptions
 from faceage.manifest.protocols import split_for_fold
-from faceage.manifest.read import read_manifest
+from faceage.manifest.read import ManifestFacts, manifest_facts, read_manifest
 
 MORPH_NAMES = ["000001_0M30.JPG", "000001_1M31.JPG", "000002_0F40.JPG", "000003_0M50.JPG", "000004_2F61.JPG",
                "000005_0M70.JPG", "000006_0F33.JPG", "000007_1M45.JPG", "000008_0F52.JPG", "000009_0M64.JPG"]
@@ -116,7 +116,14 @@ def test_ages_outside_range_are_dropped(utkface_dir: Path) -> None:
     assert len(result.manifest) == 3997 and result.summary.dropped_counts() == {"age outside 0..100": 3}
 
 
-def _write(tmp_path: Path, name: str, rows: list[str], header: str = ",".join(MANIFEST.names())) -> Path:
+OLD_HEADER = "path,age,age_std,subject,fold,val_fold"  # a manifest from before they recorded their protocol
+
+
+def _write(tmp_path: Path, name: str, rows: list[str], header: str = OLD_HEADER,
+           protocol: str | None = None) -> Path:
+    """A manifest of `rows`; with `protocol`, recorded as `faceage manifest` writes it (dataset morph2)."""
+    if protocol is not None:
+        header, rows = f"{header},dataset,protocol", [f"{row},morph2,{protocol}" for row in rows]
     path = tmp_path / name
     path.write_text("\n".join([header, *rows]) + "\n")
     return path
@@ -145,18 +152,44 @@ def test_reader_catches_table_errors(tmp_path: Path, rows: list[str], header: st
         read_manifest(path)
 
 
-@pytest.mark.parametrize("name", ["se.csv", "lopo.csv"])
-def test_reader_catches_a_subject_in_two_folds(tmp_path: Path, name: str) -> None:
-    path = _write(tmp_path, name, [*GOOD[:3], "d.jpg,60,,s2,0,-1"])
-    with pytest.raises(TableError, match=rf"{name}, row 5, column 'subject': is also in another fold"):
+@pytest.mark.parametrize("protocol", ["se", "lopo"])
+def test_reader_catches_a_subject_in_two_folds(tmp_path: Path, protocol: str) -> None:
+    rows = [*GOOD[:3], "d.jpg,60,,s2,0,-1"]
+    path = _write(tmp_path, "any.csv", rows, protocol=protocol)
+    with pytest.raises(TableError, match=r"any\.csv, row 5, column 'subject': is also in another fold"):
         read_manifest(path)
-    assert len(read_manifest(path, protocol="rs")) == 4  # RS shares subjects across folds by design
+    assert len(read_manifest(_write(tmp_path, "se.csv", rows, protocol="rs"))) == 4  # RS shares subjects
+    old = _write(tmp_path, "old.csv", rows)
     with pytest.raises(TableError, match="row 5, column 'subject'"):
-        read_manifest(_write(tmp_path, "any.csv", [*GOOD[:3], "d.jpg,60,,s2,0,-1"]), protocol="se")
+        read_manifest(old, protocol=protocol)  # no record: the protocol given is checked
+    assert read_manifest(old).attrs["protocol"] is None  # nor guessed: used as it is, with a warning
+
+
+def test_the_recorded_protocol_is_the_one_and_only(tmp_path: Path) -> None:
+    path = _write(tmp_path, "big.csv", GOOD, protocol="rs")
+    assert read_manifest(path).attrs["protocol"] == "rs"
+    assert read_manifest(path, protocol="rs").attrs["protocol"] == "rs"
+    with pytest.raises(FaceageError, match=r"big\.csv is a rs manifest \(its 'protocol' column\), not se"):
+        read_manifest(path, protocol="se")
+    rows = [f"{row},morph2,rs" for row in GOOD[:3]] + ["d.jpg,60,,s4,0,-1,morph2,se"]
+    mixed = _write(tmp_path, "mixed.csv", rows, header=f"{OLD_HEADER},dataset,protocol")
+    with pytest.raises(TableError, match="column 'protocol': differs from the first row's"):
+        read_manifest(mixed)
+
+
+def test_build_records_dataset_and_protocol_in_every_row(tmp_path: Path) -> None:
+    aligned = tmp_path / "aligned"
+    _faces_csv(aligned, dict.fromkeys(MORPH_NAMES, "ok"))
+    result = build_manifest("morph2", "rs", aligned, folds=2, val_fraction=0.0)
+    write_manifest(result, tmp_path / "anything.csv")
+    table = pd.read_csv(tmp_path / "anything.csv")
+    assert set(table["dataset"]) == {"morph2"} and set(table["protocol"]) == {"rs"}
+    assert manifest_facts(tmp_path / "anything.csv") == ManifestFacts("morph2", "rs")
+    assert read_manifest(tmp_path / "anything.csv").attrs["protocol"] == "rs"
 
 
 def test_reader_catches_missing_images(tmp_path: Path) -> None:
-    path = _write(tmp_path, "rs.csv", GOOD)
+    path = _write(tmp_path, "rs.csv", GOOD, protocol="rs")
     for name in ("a.jpg", "c.jpg"):
         (tmp_path / name).write_bytes(b"x")
     with pytest.raises(TableError, match=r"rs\.csv, row 3, column 'path': 'b\.jpg' is not a file under .* "

@@ -12,7 +12,7 @@ import pytest
 from faceage.core.errors import FaceageError
 from faceage.manifest.build import build_manifest, write_manifest
 from faceage.manifest.datasets import load_labels
-from faceage.manifest.protocols import assign_folds, fold_ids, protocol_from_name, split_for_fold
+from faceage.manifest.protocols import assign_folds, fold_ids, split_for_fold
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -106,9 +106,7 @@ def test_split_for_fold_refuses_a_subject_leak() -> None:
         split_for_fold(manifest, 5)
 
 
-def test_protocol_from_name_and_bad_arguments(morph: pd.DataFrame) -> None:
-    assert [protocol_from_name(p) for p in ("m/se.csv", "lopo.csv", "se_seed1.csv", "x.csv")] == [
-        "se", "lopo", "se", None]
+def test_bad_arguments(morph: pd.DataFrame) -> None:
     with pytest.raises(FaceageError, match="unknown protocol 'kfold'"):
         assign_folds(morph, "kfold")
     with pytest.raises(FaceageError, match=r"--val-fraction 0.6 is outside"):

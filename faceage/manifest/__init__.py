@@ -3,22 +3,6 @@ manifests/<dataset>/<protocol>.csv (path, age, age_std, subject, fold, val_fold)
 official protocols; train and eval read manifests back with `read_manifest`. No torch.
 """
 
-from faceage.core.lazy import lazy_exports
+import lazy_loader
 
-_EXPORTS = {
-    "build_manifest": "build",
-    "write_manifest": "build",
-    "print_summary": "build",
-    "read_manifest": "read",
-    "load_labels": "datasets",
-    "LabelOptions": "datasets",
-    "CsvColumns": "datasets",
-    "DATASETS": "datasets",
-    "assign_folds": "protocols",
-    "split_for_fold": "protocols",
-    "fold_ids": "protocols",
-    "FoldSplit": "protocols",
-    "PROTOCOLS": "protocols",
-}
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

@@ -16,10 +16,10 @@ import pandas as pd
 from rich.table import Table
 
 from faceage.core.atomic import atomic_path
-from faceage.core.console import console
+from faceage.core.console import console, log
 from faceage.core.errors import FaceageError
-from faceage.core.files import list_images
-from faceage.core.layout import ALIGNED_FORMATS, FACES_CSV, aligned_relpath
+from faceage.core.files import list_images, read_json_record
+from faceage.core.layout import ALIGN_RECORD, ALIGNED_FORMATS, FACES_CSV, aligned_relpath
 from faceage.core.outputs import check_output
 from faceage.core.schema import FACES, MANIFEST, MAX_AGE, TableError, read_table, validate
 from faceage.manifest.datasets import DATASETS, LabelOptions, load_labels
@@ -103,7 +103,7 @@ def build_manifest(dataset: str, protocol: str, aligned: Path | None, *, labels:
     if table.empty:
         raise FaceageError(f"no rows left for the manifest ({_counts(dropped)}); check --labels and ALIGNED.")
     folded = assign_folds(table, protocol, folds=folds, seed=seed, val_fraction=val_fraction)
-    table = pd.concat([table, folded], axis=1)
+    table = pd.concat([table, folded], axis=1).assign(dataset=dataset, protocol=protocol)
     manifest = table[MANIFEST.names()].sort_values(["fold", "path"], ignore_index=True)
     manifest = validate(manifest, MANIFEST, f"{dataset}/{protocol} manifest")
     drops = pd.concat([lab.dropped, *dropped], ignore_index=True)
@@ -165,7 +165,23 @@ def _read_faces(aligned: Path | None) -> pd.DataFrame:
     if aligned is None or not (aligned / FACES_CSV).is_file():
         raise FaceageError(f"{aligned}/{FACES_CSV} not found: run `faceage align RAW {aligned}` first, or "
                            f"pass --pre-aligned if the folder holds images aligned by the dataset authors.")
-    return read_table(aligned / FACES_CSV, FACES)
+    faces = read_table(aligned / FACES_CSV, FACES)
+    _check_alignment(aligned, faces)
+    return faces
+
+
+def _check_alignment(aligned: Path, faces: pd.DataFrame) -> None:
+    """Warn when faces.csv mixes faces aligned with other settings than align.json records (a rerun of
+    align with new settings was stopped half way): one manifest would train on two alignments."""
+    record = read_json_record(aligned / ALIGN_RECORD, "align the folder again with `faceage align`.")
+    if record is None or not isinstance(record.get("digest"), str):
+        return
+    other = faces["status"].eq("ok") & faces["settings"].ne(record["digest"])
+    if other.any():
+        log.warning("%s: %d of %d aligned faces were made with other settings than %s records (an align run "
+                    "with new settings did not finish); rerun `faceage align` on the same folders to redo "
+                    "them",
+                    aligned / FACES_CSV, int(other.sum()), int(faces["status"].eq("ok").sum()), ALIGN_RECORD)
 
 
 def _labels(dataset: str, labels: Path | None, aligned: Path | None, source: ImageSource,

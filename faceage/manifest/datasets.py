@@ -21,14 +21,12 @@ from faceage.core.schema import read_csv_strings
 from faceage.manifest.labels import SPLITS, Labels, finish_labels
 from faceage.manifest.names import labels_from_names
 
-DATASETS = ("morph2", "fgnet", "clap2016", "appa-real", "utkface", "csv")
 AGE_KINDS = ("apparent", "real")
 
 # Header names recognised in label CSVs (compared lower-case, ignoring spaces, '_' and '-').
 PATH_NAMES = ("photo", "filename", "file", "image", "imagepath", "img", "path", "name")
 AGE_NAMES = ("age", "realage")
 SUBJECT_NAMES = ("idnum", "subjectid", "subject", "personid", "identity", "id")
-SPLIT_NAMES = ("split", "subset")
 
 
 @dataclass(frozen=True)
@@ -64,11 +62,7 @@ def load_labels(dataset: str, source: Path, options: LabelOptions | None = None)
         raise FaceageError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}.")
     if not source.exists():
         raise FaceageError(f"{source}: no such file or folder; pass the dataset's labels with --labels.")
-    readers: dict[str, Callable[[Path, LabelOptions], Labels]] = {
-        "morph2": _morph2, "fgnet": _named_reader("fgnet"), "utkface": _named_reader("utkface"),
-        "clap2016": _clap2016, "appa-real": _appa_real, "csv": _generic_csv,
-    }
-    return readers[dataset](source, options)
+    return READERS[dataset](source, options)
 
 
 def _morph2(source: Path, options: LabelOptions) -> Labels:
@@ -222,3 +216,11 @@ def _same(value: object, parsed: object) -> bool:
         return float(str(value)) == float(str(parsed))
     except ValueError:
         return str(value).strip() == str(parsed).strip()
+
+
+# The adapters by name: the one list `faceage manifest --dataset` accepts.
+READERS: dict[str, Callable[[Path, LabelOptions], Labels]] = {
+    "morph2": _morph2, "fgnet": _named_reader("fgnet"), "clap2016": _clap2016, "appa-real": _appa_real,
+    "utkface": _named_reader("utkface"), "csv": _generic_csv,
+}
+DATASETS = tuple(READERS)

@@ -10,9 +10,7 @@ subjects share no image with the training or test part. Torch-free.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -131,12 +129,6 @@ def split_for_fold(manifest: pd.DataFrame, k: int, *, subject_exclusive: bool | 
 def fold_ids(manifest: pd.DataFrame) -> list[int]:
     """The test folds present in a manifest, in order."""
     return sorted(int(f) for f in manifest["fold"].unique() if f >= 0)
-
-
-def protocol_from_name(path: str | Path) -> str | None:
-    """The protocol a manifest's file name states (`se.csv`, `lopo.csv`, `se_seed1.csv` …), if any."""
-    tokens = re.split(r"[^a-z0-9]+", Path(path).stem.lower())
-    return next((t for t in tokens if t in PROTOCOLS), None)
 
 
 def _subjects(labels: pd.DataFrame, protocol: str) -> np.ndarray | None:
