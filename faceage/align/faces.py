@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from faceage.align.detect import Detector, Face
-from faceage.align.geometry import KeepPolicy, align_face, choose, face_size, locate
-from faceage.align.settings import AlignSettings
+from faceage.align.geometry import align_face, choose, face_size, locate
+from faceage.align.settings import AlignSettings, KeepPolicy
 from faceage.core.schema import BOX_COLUMNS, LANDMARK_COLUMNS
 
 NO_FACE = "no face found (also tried a padded copy); check the image."

@@ -9,30 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal
 
 import cv2
 import numpy as np
 from skimage.transform import SimilarityTransform
 
 from faceage.align.detect import Detector, Face
-
-KeepPolicy = Literal["largest", "best"]
-KEEP_POLICIES: tuple[KeepPolicy, ...] = ("largest", "best")
+from faceage.align.settings import DETECT_MAX_SIDE, KEEP_POLICIES, PAD_FRACTION, KeepPolicy
 
 # ArcFace's five-point template for a 112×112 crop (insightface `arcface_dst`): eyes, nose tip, mouth corners.
 ARCFACE_112 = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
     dtype=np.float64,
 )
-# Detection runs on a copy whose longest side is at most this (insightface's default input size; the
-# retinaface backend caps its input the same way). Larger faces outgrow the detectors' anchors (measured: a
-# 6000×7200 photo filled by a face gives wrong boxes at 1600 px, right ones at 480–1024), and the padded
-# retry of a huge photo then copies 640² pixels, not gigapixels.
-DETECT_MAX_SIDE = 640
-# When nothing is found, detection is retried on a copy padded by this fraction of the longest side on every
-# side: tight crops (UTKFace chips, ChaLearn) fill the frame, larger than the detector's anchors expect.
-PAD_FRACTION = 0.5
 # Warps that shrink the face more than this are pre-shrunk with area averaging, so big photos do not alias.
 _MIN_DIRECT_SCALE = 0.75
 

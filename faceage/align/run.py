@@ -31,10 +31,11 @@ from faceage.align.plan import (
     reusable,
 )
 from faceage.align.pool import results, worker_count
+from faceage.align.record import write_align_record
 from faceage.align.settings import AlignSettings
 from faceage.core.atomic import OutputError, remove_temporaries, write_bytes_atomic, write_csv_atomic
 from faceage.core.console import RateColumn, log, progress_bar
-from faceage.core.errors import FaceageError
+from faceage.core.errors import FaceageError, StageInterruptedError
 from faceage.core.files import list_images
 from faceage.core.layout import output_names, shard_table
 from faceage.core.lock import folder_lock
@@ -65,12 +66,16 @@ class AlignSummary:
         return self.processed / self.seconds if self.seconds > 0 else 0.0
 
 
-class AlignInterruptedError(KeyboardInterrupt):
-    """Ctrl-C during `align_folder`: faces.csv was written; `summary` says what is done (for the CLI)."""
+class AlignInterruptedError(StageInterruptedError):
+    """Ctrl-C during `align_folder`: faces.csv was written; `summary` says what is done (the CLI shows it)."""
 
     def __init__(self, summary: AlignSummary) -> None:
-        super().__init__(f"interrupted after {summary.processed} images")
+        super().__init__(f"interrupted after {summary.processed} images; {summary.table} lists every crop "
+                         "written. Run the same command again to resume.")
         self.summary = summary
+
+    def details(self) -> list[Table]:
+        return [summary_table(self.summary)]
 
 
 def align_folder(
@@ -87,8 +92,7 @@ def align_folder(
     `workers` defaults to every core (two when the detector runs on CUDA); `shard` (i, n) restricts the
     run to its share and writes faces.shard-i-of-n.csv; `limit` stops after that many newly processed
     images (a partial run).
-    Ctrl-C raises `AlignInterruptedError` (a KeyboardInterrupt) carrying the summary, after faces.csv is
-    written.
+    Ctrl-C raises `AlignInterruptedError` carrying the summary, after faces.csv is written.
     """
     started = time.perf_counter()
     settings.check()
@@ -109,6 +113,7 @@ def align_folder(
                                            name=f".faceage-{shard_table(shard)}.lock"))
         else:
             remove_temporaries(dst)  # left by a killed run; no other writer can be using them now
+        write_align_record(dst, settings)
         return _align(src, dst, rels, settings, workers, shard, progress, limit, started)
 
 

@@ -7,6 +7,7 @@ hidden files are listed, and nothing outside the folder is reached through a loo
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,6 @@ from faceage.core.console import log
 from faceage.core.errors import FaceageError
 from faceage.core.imageio import is_image_name
 from faceage.core.layout import FACES_CSV
-from faceage.core.schema import FACES
 
 
 def list_images(root: Path, skip: Path | None = None, sources_only: bool = False) -> list[str]:
@@ -48,6 +48,8 @@ def list_images(root: Path, skip: Path | None = None, sources_only: bool = False
 
 def is_aligned_folder(folder: Path) -> bool:
     """Whether `folder` holds the faces.csv that `faceage align` writes (judged by its header)."""
+    from faceage.core.schema import FACES  # here: it loads pandas, which the CLI's start does without
+
     table = folder / FACES_CSV
     if not table.is_file():  # never open a FIFO of that name
         return False
@@ -81,3 +83,17 @@ def read_yaml_mapping(path: str | Path, what: str = "recipe") -> dict[str, Any]:
         raise FaceageError(f"{path}: a {what} must be a mapping of settings (key: value), not "
                            f"{type(data).__name__}.")
     return data
+
+
+def read_json_record(path: Path, fix: str) -> dict[str, Any] | None:
+    """The JSON object in `path` (a record one stage writes for the next, such as align.json); None when
+    there is no such file. FaceageError naming the file and `fix` when it is not a readable JSON object."""
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FaceageError(f"{path}: not readable JSON ({exc}); {fix}") from None
+    if not isinstance(record, dict):
+        raise FaceageError(f"{path}: holds a JSON {type(record).__name__}, not an object; {fix}")
+    return record

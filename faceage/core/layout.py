@@ -2,6 +2,7 @@
 
 ```
 aligned/faces.csv                      align writes; manifest and predict read (FACES_CSV)
+aligned/align.json                     align writes its settings; manifest, train, predict read (ALIGN_RECORD)
 aligned/faces.shard-i-of-n.csv         align --shard writes; align merges (shard_table)
 aligned/<src with .jpg>                align writes; manifest lists (aligned_relpath, output_names)
 manifests/<dataset>/<protocol>.csv     manifest writes by default; train reads (default_manifest_path)
@@ -17,6 +18,7 @@ from pathlib import Path, PurePosixPath
 
 ALIGNED_FORMATS = ("jpg", "png")
 FACES_CSV = "faces.csv"
+ALIGN_RECORD = "align.json"
 PREDICTIONS_CSV = "predictions.csv"
 RUN_CONFIG = "config.yaml"
 RUNS_DIR = Path("runs")

@@ -98,9 +98,12 @@ MANIFEST = TableSpec(
         Column("fold", "int", min=-1, doc="test fold of the row; -1: never tested (official train/valid)"),
         Column("val_fold", "int", required=False, min=-1,
                doc="k: the row validates the model whose test fold is k; -1: none"),
+        Column("dataset", "str", required=False, doc="dataset adapter it was built with (every row alike)"),
+        Column("protocol", "str", required=False, doc="rs, se, lopo or official (every row alike)"),
     ),
     unique="path",
 )
+RECORDED_COLUMNS = ("dataset", "protocol")  # facts of a whole manifest, repeated in each row
 
 PREDICTIONS = TableSpec(
     "predictions",

