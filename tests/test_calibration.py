@@ -1,6 +1,6 @@
 """Calibration: the std scale fitted on validation faces makes an over-confident model's std honest and
 leaves a calibrated one alone; it travels in checkpoints and in the exported graph (a run's folds:
-test_train.py). The temperature, the alternative measured beside it, is checked the same way."""
+test_train.py)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ import torch
 from test_predict import trained_run  # noqa: F401 - the run test_predict.py builds (once a session)
 
 from faceage.evaluate.metrics import calibrate
-from faceage.model.calibration import fit_temperature, label_nll, std_scale
+from faceage.model.calibration import std_scale
 from faceage.model.network import build_model, from_probs
-from faceage.predict.estimator import FoldEnsemble, ModelInfo, load_estimator
+from faceage.predict.estimator import load_estimator
 from faceage.predict.export import PARITY_TOLERANCE, check_faces, parity, write_onnx
+from faceage.predict.info import ModelInfo
+from faceage.predict.torch_model import FoldEnsemble
 
 AGES = torch.arange(101, dtype=torch.float64)
 
@@ -23,32 +25,6 @@ AGES = torch.arange(101, dtype=torch.float64)
 def _gaussian_logits(centres: torch.Tensor, std: float) -> torch.Tensor:
     """Logits whose softmax is a discretised Gaussian of `std` around each centre: (1, N, 101)."""
     return (-((AGES[None] - centres[:, None]) ** 2) / (2 * std**2))[None]
-
-
-def _shares(logits: torch.Tensor, ages: torch.Tensor, temperature: float) -> tuple[float, float]:
-    p = from_probs(torch.softmax(logits / temperature, dim=-1).mean(0))
-    c = calibrate(p.mean.numpy(), ages.numpy(), p.std.numpy(), "mean")
-    return c.within_1std, c.within_2std
-
-
-def test_the_temperature_widens_an_over_confident_model_towards_the_gaussian_shares() -> None:
-    g = torch.Generator().manual_seed(0)
-    ages = torch.randint(25, 75, (4000,), generator=g).double()
-    centres = ages + 6 * torch.randn(4000, generator=g, dtype=torch.float64)  # errors of std 6 ...
-    logits = _gaussian_logits(centres, 3.0)  # ... but a predicted std of 3
-    t = fit_temperature(logits, ages)
-    assert 3.3 < t < 4.6  # the variance must grow ≈ (6 / 3)² = 4 times
-    before, after = _shares(logits, ages, 1.0), _shares(logits, ages, t)
-    assert before[0] < 0.45 and before[1] < 0.75  # over-confident: 38 % and 68 % expected
-    assert 0.62 < after[0] < 0.74 and 0.91 < after[1] < 0.97
-    assert label_nll(logits, ages.long(), t) < label_nll(logits, ages.long(), 1.0)
-
-
-def test_the_temperature_leaves_a_calibrated_model_alone() -> None:
-    g = torch.Generator().manual_seed(1)
-    ages = torch.randint(25, 75, (4000,), generator=g).double()
-    centres = ages + 4 * torch.randn(4000, generator=g, dtype=torch.float64)
-    assert 0.85 < fit_temperature(_gaussian_logits(centres, 4.0), ages) < 1.15
 
 
 def test_the_std_scale_is_the_gaussian_likelihood_factor() -> None:

