@@ -26,10 +26,9 @@ import faceage.train.fit as train_module
 import faceage.train.fold as fold_module
 from faceage.core.errors import FaceageError
 from faceage.core.schema import PREDICTIONS, read_table
-from faceage.evaluate.metrics import calibrate
 from faceage.manifest.protocols import split_for_fold
 from faceage.manifest.read import read_manifest
-from faceage.model.checkpoint import load_checkpoint, save_checkpoint
+from faceage.model.checkpoint import load_checkpoint
 from faceage.model.network import build_model
 from faceage.train.config import resolve_config
 from faceage.train.distributed import DistContext, shard
@@ -513,24 +512,3 @@ def test_resume_is_exact_with_the_weight_average_and_warm_up(
     assert lrs[0] == lrs[1] and lrs[0][0] < lrs[0][1]  # the warm-up, then the same schedule
     pd.testing.assert_frame_equal(pd.read_csv(straight / "predictions.csv"),
                                   pd.read_csv(pieces / "predictions.csv"))
-
-
-def test_resume_calibrates_a_fold_finished_before_calibration_existed(tiny_data: Data,
-                                                                      tmp_path: Path) -> None:
-    out = tmp_path / "old"
-    _train(tiny_data, out, fold=0)
-    best_file = out / "fold0" / "best.pt"
-    calibrated, predicted = load_checkpoint(best_file), pd.read_csv(out / "fold0" / "predictions.csv")
-    info = calibrated["calibration"]
-    assert info["method"] == "std_scale" and info["val_rows"] > 0 and info["std_scale"] != 1.0
-    assert float(calibrated["model"]["std_scale"]) == pytest.approx(info["std_scale"])
-    shares = calibrate(predicted["mean"], predicted["age"], predicted["std"], "mean")  # what was logged
-    assert shares.within_1std == pytest.approx(info["test"]["std_scale"]["within_1std"], abs=1e-6)
-    old = {k: v for k, v in calibrated.items() if k not in ("calibration", "format")}
-    old["model"] = {k: v for k, v in calibrated["model"].items() if k != "std_scale"}  # as saved before
-    save_checkpoint(best_file, old)
-    (out / "fold0" / "predictions.csv").write_text(predicted.assign(std=0.0).to_csv(index=False))
-    _train(tiny_data, out, resume=True, fold=0)
-    again = load_checkpoint(best_file)
-    assert again["calibration"]["std_scale"] == pytest.approx(calibrated["calibration"]["std_scale"])
-    pd.testing.assert_frame_equal(pd.read_csv(out / "fold0" / "predictions.csv"), predicted)

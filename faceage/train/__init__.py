@@ -3,17 +3,6 @@ history.csv, fold<k>/last.pt and best.pt, predictions.csv, distributions.npz); r
 many (torchrun).
 """
 
-from faceage.core.lazy import lazy_exports
+import lazy_loader
 
-_EXPORTS = {
-    "TrainConfig": "config",
-    "resolve_config": "config",
-    "resolve_run_config": "runs",
-    "RunFolder": "runs",
-    "run_training": "fit",
-    "TrainResult": "fit",
-    "results_table": "fit",
-    "RunInterruptedError": "fold",
-}
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

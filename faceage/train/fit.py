@@ -11,16 +11,19 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from rich.table import Table
 
+from faceage.align.record import read_align_record
 from faceage.core.atomic import remove_temporaries
 from faceage.core.console import log
 from faceage.core.errors import FaceageError
+from faceage.core.layout import ALIGN_RECORD
 from faceage.core.lock import BusyError
-from faceage.evaluate.metrics import FoldStats, per_fold, summarize_folds
+from faceage.evaluate.folds import FoldStats, fold_table, per_fold
 from faceage.manifest.protocols import fold_ids, split_for_fold
 from faceage.manifest.read import read_manifest
 from faceage.model.device import autotune_convolutions
@@ -36,13 +39,8 @@ from faceage.train.distributed import (
     cleanup_distributed,
     setup_distributed,
 )
-from faceage.train.fold import (
-    RunInterruptedError,
-    TrainingJob,
-    calibrate_finished,
-    fit_fold,
-    needs_calibration,
-)
+from faceage.train.fold import fit_fold
+from faceage.train.job import RunInterruptedError, TrainingJob
 from faceage.train.loop import stop_on_ctrl_c
 from faceage.train.optim import check_optimizer
 from faceage.train.runs import RunFolder
@@ -59,18 +57,8 @@ class TrainResult:
 
 
 def results_table(result: TrainResult) -> Table:
-    """Per-fold test MAE and CS@5, then their mean ± std across folds."""
-    table = Table(title=f"test folds of {result.run_dir}")
-    for name in ("fold", "images", "MAE", "CS@5"):
-        table.add_column(name, justify="right")
-    for f in result.folds:
-        table.add_row(str(f.fold), str(f.n), f"{f.mae:.3f}", f"{f.cs5:.3f}")
-    if len(result.folds) > 1:
-        s = summarize_folds(result.folds)
-        n = str(sum(f.n for f in result.folds))
-        mae, cs5 = f"{s.mae_mean:.3f} ± {s.mae_std:.3f}", f"{s.cs5_mean:.3f} ± {s.cs5_std:.3f}"
-        table.add_row("mean ± std", n, mae, cs5, style="bold")
-    return table
+    """Each test fold's metrics, then their mean ± std across folds: report.md's per-fold table."""
+    return fold_table(f"test folds of {result.run_dir}", result.folds)
 
 
 def run_training(cfg: TrainConfig) -> TrainResult:
@@ -122,21 +110,18 @@ def _train(cfg: TrainConfig, run: RunFolder, ctx: DistContext) -> TrainResult:
         raise FaceageError(f"--batch-size {cfg.batch_size} does not split among {ctx.world_size} "
                            f"processes; choose a multiple of {ctx.world_size}.")
     todo = [k for k in folds if not run.fold_finished(k, cfg.epochs)]
-    uncalibrated = [k for k in folds if k not in todo and needs_calibration(cfg, run, k)]
     barrier(ctx)  # every rank has read the run folder before rank 0 writes into it
     with agree_on_failure(ctx, "starting the run folder"):
         run.check_manifest(cfg.manifest_path())
         run.start(cfg)
     log.info("run %s: %s, %s loss, folds %s from %s on %s × %d", run.root, cfg.backbone, cfg.loss, folds,
              cfg.manifest_path(), ctx.device, ctx.world_size)
-    if todo or uncalibrated:
+    if todo:
         data = _load_images(cfg, manifest, ctx)
         with stop_on_ctrl_c() as stop_requested:
-            job = TrainingJob(cfg, manifest, data, run, ctx, stop_requested)
+            job = TrainingJob(cfg, manifest, data, run, ctx, stop_requested, _alignment(Path(cfg.images)))
             for k in folds:
-                if k in uncalibrated:
-                    calibrate_finished(job, k, splits[k])
-                elif k not in todo:
+                if k not in todo:
                     log.info("fold %d: finished earlier, skipped", k)
                 elif any_rank(stop_requested(), ctx):
                     raise RunInterruptedError(f"stopped before fold {k}; {job.resume_hint()}")
@@ -145,6 +130,16 @@ def _train(cfg: TrainConfig, run: RunFolder, ctx: DistContext) -> TrainResult:
     barrier(ctx)  # rank 0 has written every fold's predictions
     table = run.merge_predictions()
     return TrainResult(str(run.root), per_fold(table["pred"], table["age"], table["fold"]), ctx.is_main)
+
+
+def _alignment(images: Path) -> dict[str, Any] | None:
+    """The align record of the aligned folder (each kept model carries it, so predict aligns new photos as
+    these faces were); None for a folder aligned before align.json existed, or not by `faceage align`."""
+    record = read_align_record(images)
+    if record is None:
+        log.info("%s has no %s: the checkpoints will not record how its faces were aligned", images,
+                 ALIGN_RECORD)
+    return record
 
 
 def _folds_to_train(manifest: pd.DataFrame, cfg: TrainConfig) -> list[int]:
