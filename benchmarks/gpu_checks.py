@@ -207,7 +207,8 @@ def predict_export(c: Check) -> dict[str, Any]:
     from faceage.align.detect.onnx import CUDA, available_providers
     from faceage.predict.estimator import load_estimator
     from faceage.predict.export import export_onnx
-    from faceage.predict.photos import PredictOptions, predict_images
+    from faceage.predict.options import PredictOptions
+    from faceage.predict.photos import predict_images
 
     if find_spec("onnxscript") is None:
         raise SkipCheck("onnxscript is not installed (pip install 'faceage[export]')")

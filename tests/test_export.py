@@ -18,9 +18,12 @@ import faceage.predict.export as export
 from faceage.cli import app
 from faceage.core.errors import FaceageError
 from faceage.model.network import build_model
-from faceage.predict.estimator import FoldEnsemble, ModelInfo, OnnxEstimator, TorchEstimator, load_estimator
+from faceage.predict.estimator import load_estimator
 from faceage.predict.export import PARITY_TOLERANCE, check_faces, export_onnx, parity, write_onnx
+from faceage.predict.info import ModelInfo
+from faceage.predict.onnx_model import OnnxEstimator
 from faceage.predict.photos import predict_images
+from faceage.predict.torch_model import FoldEnsemble, TorchEstimator
 
 
 @pytest.fixture(scope="module")

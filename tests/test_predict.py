@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +29,17 @@ from faceage.core.imageio import decode_image
 from faceage.core.schema import FACE_PREDICTIONS, read_table
 from faceage.manifest.build import build_manifest, write_manifest
 from faceage.predict.draw import draw_targets
-from faceage.predict.estimator import ModelInfo, load_estimator, preprocess
-from faceage.predict.photos import PredictOptions, alignment_for, predict_images
+from faceage.predict.estimator import load_estimator, preprocess
+from faceage.predict.info import ModelInfo
+from faceage.predict.options import PredictOptions, alignment_for
+from faceage.predict.photos import predict_images
 from faceage.train.config import resolve_config
 from faceage.train.fit import run_training
 
 N_PHOTOS = 40
-ALIGN_SIZE = 128  # not align's default 256: predict must read it from the run's faces.csv
+# Not align's defaults: predict must read them from what align and train recorded.
+ALIGNED_WITH = AlignSettings(size=128, min_face=20.0, score_threshold=0.6)
+ALIGN_SIZE = ALIGNED_WITH.size
 
 
 @functools.cache
@@ -44,7 +49,7 @@ def _build_run(base: Path, morph_images: Path) -> Path:
     raw.mkdir(parents=True)
     for photo in sorted(morph_images.glob("*.JPG"))[:N_PHOTOS]:
         (raw / photo.name).symlink_to(photo)  # the data stays in ../shared; only links here
-    align_folder(raw, aligned, AlignSettings(size=ALIGN_SIZE), workers=1, progress=False)
+    align_folder(raw, aligned, ALIGNED_WITH, workers=1, progress=False)
     result = build_manifest("morph2", "rs", aligned, folds=2, val_fraction=0.0)
     write_manifest(result, base / "rs.csv")
     cfg = resolve_config(None, dict(manifest=str(base / "rs.csv"), images=str(aligned), protocol="rs",
@@ -112,13 +117,29 @@ def test_preprocess_normalises_as_the_backbone_expects(backbone: str, expected: 
     np.testing.assert_allclose(x[0, :, 20, 30], expected, atol=1e-5)
 
 
-def test_alignment_follows_the_run(trained_run: Path) -> None:
+def test_alignment_follows_the_run_as_recorded_without_opening_a_crop(
+        trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     info = load_estimator(trained_run, device="cpu").info
-    settings = alignment_for(info, PredictOptions())
-    assert (settings.detector, settings.size) == ("retinaface", ALIGN_SIZE)
-    assert alignment_for(info, PredictOptions(size=256, min_face=10)).size == 256
-    elsewhere = alignment_for(dataclasses.replace(info, aligned="/nonexistent"), PredictOptions())
-    assert (elsewhere.detector, elsewhere.size, elsewhere.min_face) == ("retinaface", 256, 32)
+    assert info.alignment == ALIGNED_WITH  # carried by the checkpoints (align.json, copied by train)
+    monkeypatch.setattr("faceage.predict.options.Image.open", _never_opened)
+    assert alignment_for(info, PredictOptions()) == ALIGNED_WITH
+    from_folder = alignment_for(dataclasses.replace(info, alignment=None), PredictOptions())  # align.json
+    assert from_folder == ALIGNED_WITH
+    given = alignment_for(info, PredictOptions(size=256, min_face=10, score_threshold=0.3))
+    assert (given.size, given.min_face, given.score_threshold) == (256, 10, 0.3)
+    elsewhere = alignment_for(dataclasses.replace(info, aligned="/nonexistent", alignment=None),
+                              PredictOptions())
+    assert elsewhere == AlignSettings()
+    monkeypatch.undo()
+    old = tmp_path / "old-aligned"  # a folder aligned before align.json existed: faces.csv and the crops
+    shutil.copytree(Path(str(info.aligned)), old)
+    (old / "align.json").unlink()
+    legacy = alignment_for(dataclasses.replace(info, aligned=str(old), alignment=None), PredictOptions())
+    assert (legacy.size, legacy.min_face, legacy.score_threshold) == (ALIGN_SIZE, 32, 0.5)
+
+
+def _never_opened(*args: object, **kwargs: object) -> None:
+    raise AssertionError("predict opened an aligned crop to learn its size")
 
 
 def test_fold_average_is_the_mean_of_the_folds(trained_run: Path) -> None:
@@ -150,11 +171,8 @@ def test_checkpoint_files_load_alone(trained_run: Path) -> None:
         np.testing.assert_allclose(alone.estimate(x).mean, fold1.mean, atol=1e-5)  # one epoch: best = last
 
 
-def test_an_edited_config_yaml_never_changes_the_preprocessing(trained_run: Path, tmp_path: Path,
-                                                               caplog: pytest.LogCaptureFixture) -> None:
-    """Each checkpoint carries the settings it was trained with; a config.yaml that disagrees is named."""
-    import shutil
-
+def test_an_edited_config_yaml_never_changes_the_preprocessing(trained_run: Path, tmp_path: Path) -> None:
+    """Each checkpoint carries the settings it was trained with: those rebuild the model, not config.yaml."""
     import yaml
 
     run = tmp_path / "run"
@@ -163,7 +181,6 @@ def test_an_edited_config_yaml_never_changes_the_preprocessing(trained_run: Path
     (run / "config.yaml").write_text(yaml.safe_dump({**config, "img_size": 40, "resize": 48}))
     info = load_estimator(run, device="cpu").info
     assert (info.img_size, info.resize) == (56, 64)
-    assert "disagrees with the settings the checkpoint was trained with" in caplog.text
     assert load_estimator(run / "fold0" / "last.pt", device="cpu").info.resize == 64  # last.pt carries them
 
 

@@ -51,7 +51,8 @@ def test_the_shipped_file_passes_its_checksum_and_is_small() -> None:
     assert path == ZOO_DIR / BUNDLED_NAME and path.stat().st_size <= 16 * 2**20
     info = load_estimator(None, device="cpu").info
     assert info.backbone == "tf_efficientnet_lite0" and info.loss == "mv" and info.flip
-    assert info.alignment == ("retinaface", 256)  # the detector and crop its training faces were made with
+    assert info.alignment is not None  # the detector and crop its training faces were made with
+    assert (info.alignment.detector, info.alignment.size) == ("retinaface", 256)
 
 
 def test_a_damaged_or_missing_copy_is_refused_with_the_fix(tmp_path: Path) -> None:

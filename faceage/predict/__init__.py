@@ -3,19 +3,6 @@ the face predictions table (.csv/.json) and drawn copies; `export_onnx` writes a
 against torch. Never imports train.
 """
 
-from faceage.core.lazy import lazy_exports
+import lazy_loader
 
-_EXPORTS = {
-    "estimate_ages": "api",
-    "FaceAge": "api",
-    "load_estimator": "estimator",
-    "Estimator": "estimator",
-    "ModelInfo": "estimator",
-    "predict_images": "photos",
-    "PredictOptions": "photos",
-    "PredictResult": "photos",
-    "write_predictions": "photos",
-    "export_onnx": "export",
-}
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

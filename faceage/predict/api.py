@@ -23,8 +23,9 @@ from faceage.align.faces import find_faces
 from faceage.align.settings import AlignSettings
 from faceage.core.errors import FaceageError
 from faceage.core.imageio import ImageLoadError, load_rgb, pil_to_rgb
-from faceage.predict.estimator import Estimator, load_estimator, preprocess
-from faceage.predict.photos import PredictOptions, alignment_for
+from faceage.predict.estimator import load_estimator, preprocess
+from faceage.predict.info import Estimator
+from faceage.predict.options import PredictOptions, alignment_for
 
 ImageInput = str | Path | Image.Image | np.ndarray
 

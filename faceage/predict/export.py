@@ -1,6 +1,6 @@
 """`faceage export`: a run's model (its folds averaged, or one fold) as an ONNX file, checked against torch.
 
-The graph is `estimator.FoldEnsemble` traced by torch's exporter (torch.export + onnxscript): input
+The graph is `torch_model.FoldEnsemble` traced by torch's exporter (torch.export + onnxscript): input
 "input" (N, 3, img_size, img_size) float32, the normalised crop `estimator.preprocess` makes, with a dynamic
 batch axis; outputs "probs" (N, 101), "mean" (N,), "std" (N,), or "mean" and a zero "std" for the l2
 model. The settings predict needs (sizes, backbone, loss, folds) ride along as metadata. The file is written
@@ -31,16 +31,11 @@ from faceage.core.errors import FaceageError
 from faceage.core.files import list_images
 from faceage.core.imageio import decode_image
 from faceage.core.outputs import check_output, check_writable
-from faceage.predict.estimator import (
-    FoldEnsemble,
-    ModelInfo,
-    TorchEstimator,
-    load_ensemble,
-    onnx_metadata,
-    output_names,
-    preprocess,
-)
-from faceage.predict.photos import recorded_alignment
+from faceage.predict.estimator import preprocess
+from faceage.predict.info import ModelInfo, output_names
+from faceage.predict.onnx_model import onnx_metadata
+from faceage.predict.options import recorded_alignment
+from faceage.predict.torch_model import FoldEnsemble, TorchEstimator, load_ensemble
 
 PARITY_TOLERANCE = 1e-4  # max |Δ| of the probabilities (of the mean for l2), onnxruntime CPU vs torch fp32
 CHECK_FACES = 8
@@ -74,8 +69,7 @@ def export_onnx(run: str | Path, out: str | Path, fold: int | None = None, opset
     check_output(out, "--onnx")
     check_writable(out, "--onnx")
     ensemble, info = load_ensemble(run, fold)
-    recorded = recorded_alignment(info)  # travels in the file: predict aligns as training's faces were
-    info = replace(info, alignment=(recorded.detector, recorded.size))
+    info = replace(info, alignment=recorded_alignment(info))  # the file carries how training aligned faces
     x = check_faces(info, faces)
     prefix, suffix = temporary_affixes(out)
     with _staged(out, prefix, suffix[:4]) as folder:

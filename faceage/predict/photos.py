@@ -13,15 +13,14 @@ import math
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 from rich.table import Table
 
-from faceage.align.detect import DETECTORS, Detector, make_detector
+from faceage.align.detect import Detector, make_detector
 from faceage.align.faces import NO_FACE, find_faces
 from faceage.align.settings import AlignSettings
 from faceage.core.atomic import OutputError, write_csv_atomic, write_text_atomic
@@ -29,28 +28,15 @@ from faceage.core.console import RateColumn, log, progress_bar
 from faceage.core.errors import FaceageError
 from faceage.core.files import list_images
 from faceage.core.imageio import ImageLoadError, load_rgb
-from faceage.core.layout import FACES_CSV
 from faceage.core.outputs import check_output, check_writable
-from faceage.core.schema import BOX_COLUMNS, FACE_PREDICTIONS, FACES, read_table, validate
+from faceage.core.schema import BOX_COLUMNS, FACE_PREDICTIONS, validate
 from faceage.predict.draw import Mark, age_label, draw_targets, save_drawn
-from faceage.predict.estimator import Estimator, ModelInfo, preprocess
+from faceage.predict.estimator import preprocess
+from faceage.predict.info import Estimator
+from faceage.predict.options import PredictOptions, alignment_for
 
 OUT_FORMATS = (".csv", ".json")
 _HELD_PIXELS = 100_000_000  # images kept for drawing while their faces wait for a batch
-
-
-@dataclass(frozen=True)
-class PredictOptions:
-    """How faces are found; None takes what the run's aligned folder records, else align's defaults."""
-
-    detector: str | None = None
-    detector_model: str | None = None
-    size: int | None = None
-    min_face: float | None = None
-    score_threshold: float = 0.5
-    threads: int = 1
-    device: str = "auto"
-    batch_size: int = 32
 
 
 @dataclass
@@ -62,44 +48,6 @@ class PredictResult:
     read: int = 0
     drawn: list[Path] = field(default_factory=list)
     draw_error: str | None = None  # why drawing stopped early (the predictions are complete)
-
-
-def alignment_for(info: ModelInfo, options: PredictOptions) -> AlignSettings:
-    """The align settings training's faces were made with (the run's faces.csv), overridden by `options`."""
-    recorded = recorded_alignment(info)
-    settings = replace(
-        recorded, detector=options.detector or recorded.detector, model=options.detector_model,
-        size=options.size or recorded.size, score_threshold=options.score_threshold,
-        min_face=recorded.min_face if options.min_face is None else options.min_face, device=options.device)
-    settings.check()
-    return settings
-
-
-def recorded_alignment(info: ModelInfo) -> AlignSettings:
-    """Detector and crop size the model records (an exported file), else those of the run's aligned faces
-    (faces.csv and its first aligned image), else align's defaults. The settings hash does not say the rest
-    (min face, threshold): defaults for those."""
-    default = AlignSettings()
-    if info.alignment is not None:
-        detector, size = info.alignment
-        log.info("aligning as %s records: %s detector, %d px", Path(info.source).name, detector, size)
-        return replace(default, detector=detector, size=size)
-    faces_csv = Path(info.aligned) / FACES_CSV if info.aligned else None
-    if faces_csv is None or not faces_csv.is_file():
-        log.info("%s not found: aligning with align's defaults", faces_csv or "the run's faces.csv")
-        return default
-    ok = read_table(faces_csv, FACES).query("status == 'ok'")
-    try:
-        with Image.open(faces_csv.parent / str(ok["dst"].iloc[0])) as first:
-            size = first.size[0]
-    except (IndexError, OSError) as exc:
-        log.info("%s: no readable aligned face (%s); aligning with align's defaults", faces_csv, exc)
-        return default
-    detector = str(ok["detector"].iloc[0])
-    if detector not in DETECTORS:  # a hand-made table: keep the default detector
-        detector = default.detector
-    log.info("aligning as %s did: %s detector, %d px", faces_csv, detector, size)
-    return replace(default, size=size, detector=detector)
 
 
 def collect_images(inputs: Sequence[Path], skip: Path | None = None) -> dict[Path, str]:
@@ -134,7 +82,7 @@ class _Pending:
 def predict_images(
     estimator: Estimator,
     inputs: Sequence[Path],
-    options: PredictOptions = PredictOptions(),
+    options: PredictOptions = PredictOptions(),  # noqa: B008 - frozen, so a shared default is safe
     draw_dir: Path | None = None,
     progress: bool = True,
 ) -> PredictResult:
