@@ -71,6 +71,14 @@ def _insightface_packs() -> str:
     return f"{INSIGHTFACE_ROOT} {state} (pass --model FILE.onnx or a pack folder)"
 
 
+def _losses() -> str:
+    """The registered losses, each with the head it trains (faceage/model/losses.py)."""
+    from faceage.model.losses import DEFAULT_LOSS, LOSSES
+
+    return ", ".join(f"{name} ({cls.head}{', default' if name == DEFAULT_LOSS else ''})"
+                     for name, cls in LOSSES.items())
+
+
 def collect() -> list[Check]:
     """Everything the report shows, gathered without loading any model."""
     from faceage.align.detect.onnx import available_providers
@@ -87,6 +95,7 @@ def collect() -> list[Check]:
     checks.append(Check("torch devices", devices))
     checks.append(Check("retinaface model", _retinaface_source()))
     checks.append(Check("insightface models", _insightface_packs()))
+    checks.append(Check("losses (train --loss)", _losses()))
     if versions["onnxruntime"] and versions["onnxruntime-gpu"]:
         checks.append(
             Check(

@@ -21,7 +21,7 @@ from faceage.align.plan import Job, in_shard, parse_shard
 from faceage.align.pool import _Worker
 from faceage.align.run import AlignSummary, align_folder
 from faceage.align.settings import AlignSettings
-from faceage.cli import app
+from faceage.cli import app, main
 from faceage.core.errors import FaceageError
 from faceage.core.files import list_images
 from faceage.core.layout import output_names
@@ -128,14 +128,13 @@ def test_interrupted_run_leaves_a_consistent_table_and_resumes(
     before it, and any the writer thread finished after it); a rerun does the rest only."""
     dst = tmp_path / "out"
     calls = _ctrl_c_at_write(4, monkeypatch)
-    with pytest.raises(KeyboardInterrupt) as stopped:
+    with pytest.raises(align_run.AlignInterruptedError) as stopped:
         _align(faces_src, dst)
     monkeypatch.undo()  # writes work again for the rerun
     table = _table(dst)
     written = {p.relative_to(dst).as_posix() for p in dst.rglob("*.jpg")}
     assert 3 <= len(table) < 8 and set(table["dst"]) == written and calls[3].name not in written
     # the summary of what was done travels with the interruption (the CLI prints it)
-    assert isinstance(stopped.value, align_run.AlignInterruptedError)
     assert stopped.value.summary.interrupted and stopped.value.summary.counts == {"ok": len(table)}
     summary = _align(faces_src, dst)
     assert (summary.reused, summary.processed) == (len(table), 8 - len(table))
@@ -274,12 +273,14 @@ def test_cli_aligns_and_reports(faces_src: Path, tmp_path: Path) -> None:
 
 
 def test_cli_ctrl_c_prints_what_is_done_and_how_to_resume(
-    faces_src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    faces_src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _ctrl_c_at_write(3, monkeypatch)
-    result = CliRunner().invoke(app, ["align", str(faces_src), str(tmp_path / "out"), "-j", "1"])
-    text = " ".join(result.output.split())
-    assert result.exit_code == 130, result.output
+    monkeypatch.setattr(sys, "argv", ["faceage", "align", str(faces_src), str(tmp_path / "out"), "-j", "1"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    text = " ".join(capsys.readouterr().err.split())
+    assert exited.value.code == 130, text
     assert "(interrupted)" in text and "Run the same command again to resume" in text
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,12 +14,11 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from helpers import Capsys, run_main
 
 import faceage.study.run as study_module
 import faceage.train.fit as train_module
 import faceage.train.fold as fold_module
-from faceage.cli import main
-from faceage.core.console import console
 from faceage.core.lock import folder_lock
 
 TINY = ["--backbone", "test_efficientnet_gn", "--pretrained", "none", "--protocol", "se", "--img-size", "32",
@@ -54,16 +52,6 @@ def faces(utkface_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     return root, manifest
 
 
-Capsys = pytest.CaptureFixture[str]
-
-
-def _cli(args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: Capsys) -> tuple[int, str]:
-    monkeypatch.setattr(sys, "argv", ["faceage", *args])
-    monkeypatch.setattr(console, "soft_wrap", True)
-    with pytest.raises(SystemExit) as exc:
-        main()
-    captured = capsys.readouterr()
-    return int(exc.value.code or 0), captured.out + captured.err
 
 
 def _study_args(faces: tuple[Path, Path], out: Path, *extra: str) -> list[str]:
@@ -116,7 +104,7 @@ def test_study_trains_compares_and_resumes_after_ctrl_c(
             monkeypatch.setattr(train_module, "stop_on_ctrl_c", pressed_after_a_step)
 
     first = _trained_runs(monkeypatch, ctrl_c_in_third_run)
-    code, text = _cli(args, monkeypatch, capsys)
+    code, text = run_main(args, monkeypatch, capsys)
     assert code == 130 and "run the same `faceage study` command again" in text, text
     assert first == ["mv-s0", "mv-s1", "l2-s0"]
     assert (out / "l2-s0" / "fold0" / "last.pt").is_file()  # the interrupted run saved its step
@@ -125,7 +113,7 @@ def test_study_trains_compares_and_resumes_after_ctrl_c(
 
     steps = _count_steps(monkeypatch)
     second = _trained_runs(monkeypatch)
-    code, text = _cli(args, monkeypatch, capsys)
+    code, text = run_main(args, monkeypatch, capsys)
     assert code == 0, text
     assert second == ["l2-s0", "l2-s1"]  # mv's runs were finished: skipped
     assert steps[0] == 2 + 3  # l2-s0 continued at its second step; l2-s1 trained its 3
@@ -162,10 +150,10 @@ def test_study_trains_compares_and_resumes_after_ctrl_c(
 
     before = (out / "study.json").read_bytes()
     third = _trained_runs(monkeypatch)
-    code, text = _cli(args, monkeypatch, capsys)
+    code, text = run_main(args, monkeypatch, capsys)
     assert code == 0 and third == [] and (out / "study.json").read_bytes() == before  # deterministic
 
-    code, text = _cli(_study_args(faces, out, "--lr", "0.1"), monkeypatch, capsys)
+    code, text = run_main(_study_args(faces, out, "--lr", "0.1"), monkeypatch, capsys)
     assert code == 2 and "study.yaml" in text and "lr: 0.01 → 0.1" in text, text
 
 
@@ -181,11 +169,11 @@ def test_rerun_with_other_losses_or_seeds_is_refused(
 ) -> None:
     out = tmp_path / "study"
     _interrupt_at_once(monkeypatch)
-    code, text = _cli(_study_args(faces, out), monkeypatch, capsys)
+    code, text = run_main(_study_args(faces, out), monkeypatch, capsys)
     assert code == 130 and (out / "study.yaml").is_file(), text
     args = _study_args(faces, out)
     args[args.index("--seeds") + 1] = "0,1,2"
-    code, text = _cli(args, monkeypatch, capsys)
+    code, text = run_main(args, monkeypatch, capsys)
     assert code == 2 and "seeds: [0, 1] → [0, 1, 2]" in text and "new --out" in text, text
 
 
@@ -202,7 +190,7 @@ def test_bad_lists_are_refused(option: str, value: str, message: str, faces: tup
                                monkeypatch: pytest.MonkeyPatch, capsys: Capsys) -> None:
     args = _study_args(faces, tmp_path / "study")
     args[args.index(option) + 1] = value
-    code, text = _cli(args, monkeypatch, capsys)
+    code, text = run_main(args, monkeypatch, capsys)
     assert code == 2 and message in text, text
     assert not (tmp_path / "study").exists()
 
@@ -212,21 +200,21 @@ def test_bad_folders_are_refused(faces: tuple[Path, Path], tmp_path: Path, monke
     _interrupt_at_once(monkeypatch)
     a_file = tmp_path / "file"
     a_file.write_text("x")
-    code, text = _cli(_study_args(faces, a_file), monkeypatch, capsys)
+    code, text = run_main(_study_args(faces, a_file), monkeypatch, capsys)
     assert code == 2 and "is a file, not a study folder" in text, text
 
     other = tmp_path / "other"
     (other / "notes").mkdir(parents=True)
-    code, text = _cli(_study_args(faces, other), monkeypatch, capsys)
+    code, text = run_main(_study_args(faces, other), monkeypatch, capsys)
     assert code == 2 and "holds things that are not a study's (notes)" in text, text
     assert not (other / "study.yaml").exists()
 
     busy = tmp_path / "busy"
     with folder_lock(busy, "the study folder"):
-        code, text = _cli(_study_args(faces, busy), monkeypatch, capsys)
+        code, text = run_main(_study_args(faces, busy), monkeypatch, capsys)
     assert code == 2 and "in use by another faceage process" in text, text
 
-    code, text = _cli(_study_args(faces, tmp_path / "s", "--seed", "3"), monkeypatch, capsys)
+    code, text = run_main(_study_args(faces, tmp_path / "s", "--seed", "3"), monkeypatch, capsys)
     assert code == 2 and "No such option: --seed" in text, text
 
 
@@ -246,7 +234,7 @@ def test_eval_groups_run_folders_by_loss(tmp_path: Path, monkeypatch: pytest.Mon
             _run_folder(tmp_path, "b", "softmax", 0, [3, 3, -2, 0]),  # MAE 2.0
             _run_folder(tmp_path, "c", "mv", 1, [2, 2, 1, -1])]    # MAE 1.5
     out = tmp_path / "out"
-    code, text = _cli(["eval", *map(str, runs), "--group-by", "loss", "--json", str(out / "m.json"),
+    code, text = run_main(["eval", *map(str, runs), "--group-by", "loss", "--json", str(out / "m.json"),
                        "--report", str(out / "r.md"), "--resamples", "500"], monkeypatch, capsys)
     assert code == 0, text
     body = json.loads((out / "m.json").read_text())
@@ -264,7 +252,7 @@ def test_eval_groups_run_folders_by_loss(tmp_path: Path, monkeypatch: pytest.Mon
 
     bare = tmp_path / "peer.csv"
     bare.write_bytes((runs[0] / "predictions.csv").read_bytes())
-    code, text = _cli(["eval", str(bare), str(runs[1]), "--group-by", "loss"], monkeypatch, capsys)
+    code, text = run_main(["eval", str(bare), str(runs[1]), "--group-by", "loss"], monkeypatch, capsys)
     assert code == 2 and "needs run folders" in text, text
-    code, text = _cli(["eval", *map(str, runs), "--group-by", "backbone"], monkeypatch, capsys)
+    code, text = run_main(["eval", *map(str, runs), "--group-by", "backbone"], monkeypatch, capsys)
     assert code == 2 and "choose one of loss" in text, text

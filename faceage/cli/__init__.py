@@ -1,8 +1,9 @@
 """The `faceage` command line: one thin command per stage, each calling one typed library function.
 
-Commands parse options, call the library, and print. `app` holds the Typer application; `data`, `models`,
-`study` and `tools` register the commands on it, in the order `--help` lists them. No library package
-imports this.
+Commands parse options, call the library, and print; `main` alone turns errors and interruptions into a
+message and an exit code. `app` holds the Typer application, `options` the options several commands share,
+and each command lives in its own module, registered below in the order `--help` lists them. No library
+package imports this.
 """
 
 from __future__ import annotations
@@ -11,18 +12,35 @@ import sys
 
 from rich.markup import escape
 
-from faceage.cli import data, models, study, tools  # noqa: F401 - importing them registers their commands
-from faceage.cli.app import app
+from faceage.cli import align, evaluate, export, manifest, predict, study, tools, train
+from faceage.cli.app import CtrlCError, app
 from faceage.core.console import console
-from faceage.core.errors import FaceageError
+from faceage.core.errors import FaceageError, StageInterruptedError
 
 __all__ = ["app", "main"]
 
+for _name, _command in (
+    ("align", align.align_command), ("manifest", manifest.manifest_command), ("train", train.train_command),
+    ("eval", evaluate.eval_command), ("study", study.study_command), ("predict", predict.predict_command),
+    ("export", export.export_command), ("doctor", tools.doctor_command), ("demo", tools.demo_command),
+):
+    app.command(_name)(_command)
+
 
 def main() -> None:
-    """Entry point of the console script: user errors print one clear message and exit 2."""
+    """Entry point of the console script, and the one map from errors to messages and exit codes: an
+    interruption says what stays and how to resume (130), a user error prints one line (2)."""
     try:
         app()
+    except StageInterruptedError as exc:
+        for detail in exc.details():
+            console.print(detail)
+        console.print(f"[yellow]{escape(str(exc))}[/]", highlight=False)
+        sys.exit(130)
+    except CtrlCError:
+        console.print("[yellow]interrupted; what was written stays: run the same command again to continue "
+                      "(faceage train with --resume).[/]", highlight=False)
+        sys.exit(130)
     except FaceageError as exc:
         console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(2)

@@ -2,29 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from faceage.cli.app import app
-from faceage.cli.models import with_train_options
+from faceage.cli.train import with_train_options
 from faceage.core.console import console
 
 
-def _study_options(command: Any) -> Any:
+def _study_options(command: Callable[..., None]) -> Callable[..., None]:
+    """`faceage train`'s options, but those the study sets per run."""
     return with_train_options(command, exclude=("loss", "seed", "out"))
 
 
-@app.command("study")
 @_study_options
 def study_command(
     config: Annotated[Path | None, typer.Option(
         "--config", "-c", help="Train recipe YAML shared by every run (pipelines/); flags override it.",
     )] = None,
-    losses: Annotated[str, typer.Option(
-        "--losses", help="Comma-separated losses to compare: mv, softmax, l2.")] = "mv,softmax,l2",
+    losses: Annotated[str | None, typer.Option(
+        "--losses", help="Comma-separated losses to compare (`faceage doctor` lists the registered ones).",
+        show_default="every registered loss")] = None,
     seeds: Annotated[str, typer.Option(
         "--seeds", help="Comma-separated seeds; each loss trains once per seed.")] = "0,1,2",
     out: Annotated[Path | None, typer.Option(
@@ -38,23 +39,17 @@ def study_command(
     (mean ± std over seeds), and per pair the MAE difference, its 95 % CI and p. Rerun to resume."""
     from faceage.core.errors import FaceageError
     from faceage.evaluate.compare_report import comparison_tables
-    from faceage.study import StudyInterruptedError, StudySpec, parse_losses, parse_seeds, run_study
+    from faceage.study.plan import StudySpec, parse_losses, parse_seeds
+    from faceage.study.run import run_study
 
     if out is None:
         if config is None:
             raise FaceageError("--out: name the study folder, e.g. --out studies/NAME (or give --config, "
                                "whose name it then takes).")
         out = Path("studies") / config.stem
-    spec = StudySpec(out, parse_losses(losses), parse_seeds(seeds), config, settings, resamples)
-    try:
-        result = run_study(spec)
-    except StudyInterruptedError as exc:
-        console.print(f"[yellow]{escape(str(exc))}[/]", highlight=False)
-        raise typer.Exit(130) from None
-    except KeyboardInterrupt:  # outside a run's training: between runs, or while comparing
-        console.print("[yellow]interrupted; run the same `faceage study` command again to resume.[/]",
-                      highlight=False)
-        raise typer.Exit(130) from None
+    spec = StudySpec(out=out, losses=parse_losses(losses), seeds=parse_seeds(seeds), recipe=config,
+                     flags=settings, resamples=resamples)
+    result = run_study(spec)
     for table in comparison_tables(result.comparison, f"study {out}"):
         console.print(table)
     for pair in result.comparison.pairs:

@@ -8,11 +8,10 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from faceage.cli.app import app
+from faceage.cli.options import DEFAULT_DEVICE, Device, Workers
 from faceage.core.console import console
 
 
-@app.command("doctor")
 def doctor_command() -> None:
     """Versions, onnxruntime providers, torch devices and where the detector models come from."""
     from faceage.doctor import collect, render
@@ -20,7 +19,6 @@ def doctor_command() -> None:
     console.print(render(collect()))
 
 
-@app.command("demo")
 def demo_command(
     data: Annotated[Path | None, typer.Option(
         "--data", help="Images with MORPH-style names (default: $FACEAGE_DATA, else "
@@ -30,10 +28,8 @@ def demo_command(
     recipe: Annotated[Path, typer.Option("--recipe", help="Training recipe of the demo run.")] = Path(
         "pipelines/demo-morph_subset-lite0.yaml"),
     epochs: Annotated[int | None, typer.Option("--epochs", help="Override the recipe's epochs.")] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
-    workers: Annotated[int | None, typer.Option(
-        "--workers", "-j", help="Align processes (default: all cores).",
-    )] = None,
+    device: Device = DEFAULT_DEVICE,
+    workers: Workers = None,
 ) -> None:
     """The main job on demo data: align → manifest → train → eval → predict; a rerun resumes."""
     from faceage.demo import run_demo

@@ -3,15 +3,6 @@ studies/<name>/<loss>-s<seed>/, then compares the losses over their seeds (facea
 writes studies/<name>/study.yaml (its settings), study.json, report.md and cs.png; resumable.
 """
 
-from faceage.core.lazy import lazy_exports
+import lazy_loader
 
-_EXPORTS = {
-    "StudySpec": "plan",
-    "parse_losses": "plan",
-    "parse_seeds": "plan",
-    "run_study": "run",
-    "StudyResult": "run",
-    "StudyInterruptedError": "run",
-}
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

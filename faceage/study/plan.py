@@ -20,7 +20,7 @@ from faceage.core.atomic import is_temporary, write_text_atomic
 from faceage.core.errors import FaceageError
 from faceage.core.files import read_yaml_mapping
 from faceage.core.lock import LOCK_FILE
-from faceage.train.config import LOSS_NAMES, RUNTIME_FIELDS, TrainConfig, resolve_config
+from faceage.train.config import RUNTIME_FIELDS, TrainConfig, resolve_config
 
 STUDY_YAML = "study.yaml"
 STUDY_JSON = "study.json"
@@ -60,15 +60,20 @@ def run_name(loss: str, seed: int) -> str:
     return f"{loss}-s{seed}"
 
 
-def parse_losses(text: str) -> list[str]:
-    """`mv,softmax,l2` → the list; refuses an empty list, unknown or repeated losses."""
+def parse_losses(text: str | None) -> list[str]:
+    """`mv,softmax,l2` → the list (None: every registered loss); refuses an empty list, unknown or repeated
+    losses."""
+    from faceage.model.losses import LOSSES  # torch: a study trains
+
+    if text is None:
+        return list(LOSSES)
     losses = [item.strip() for item in text.split(",") if item.strip()]
     if not losses:
-        raise FaceageError(f"--losses {text!r}: name at least one loss, e.g. --losses mv,softmax,l2.")
-    unknown = [loss for loss in losses if loss not in LOSS_NAMES]
+        raise FaceageError(f"--losses {text!r}: name at least one loss, e.g. --losses {','.join(LOSSES)}.")
+    unknown = [loss for loss in losses if loss not in LOSSES]
     if unknown:
         raise FaceageError(f"--losses {text!r}: unknown loss {', '.join(unknown)}; choose from "
-                           f"{', '.join(LOSS_NAMES)}.")
+                           f"{', '.join(LOSSES)}.")
     if len(set(losses)) != len(losses):
         raise FaceageError(f"--losses {text!r}: a loss is listed twice; list each once.")
     return losses

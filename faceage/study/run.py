@@ -18,7 +18,7 @@ from pathlib import Path
 
 from faceage.core.atomic import atomic_path, is_temporary
 from faceage.core.console import log
-from faceage.core.errors import FaceageError
+from faceage.core.errors import StageInterruptedError
 from faceage.core.layout import PREDICTIONS_CSV, RUN_CONFIG
 from faceage.core.lock import folder_lock
 from faceage.core.schema import PREDICTIONS, read_table
@@ -40,11 +40,11 @@ from faceage.study.plan import (
 )
 from faceage.train.config import TrainConfig
 from faceage.train.fit import run_training
-from faceage.train.fold import RunInterruptedError
+from faceage.train.job import RunInterruptedError
 from faceage.train.runs import RunFolder, resolve_run_config
 
 
-class StudyInterruptedError(FaceageError):
+class StudyInterruptedError(StageInterruptedError):
     """Ctrl-C stopped the study; the same command resumes it."""
 
 
@@ -85,9 +85,13 @@ def run_study(spec: StudySpec) -> StudyResult:
             for leftover in spec.out.iterdir():  # only the study's own level: runs clean their folders
                 if is_temporary(leftover.name) and leftover.is_file():
                     leftover.unlink(missing_ok=True)
-        trained, skipped = _train_runs(spec)
-        comparison = compare_groups(_members(spec), group_by="loss", resamples=spec.resamples)
-        written = _write_outputs(spec, settings, comparison) if _is_main() else []
+        try:
+            trained, skipped = _train_runs(spec)
+            comparison = compare_groups(_members(spec), group_by="loss", resamples=spec.resamples)
+            written = _write_outputs(spec, settings, comparison) if _is_main() else []
+        except KeyboardInterrupt:  # between runs or while comparing (the outputs are written all or none)
+            raise StudyInterruptedError(f"study {spec.out} interrupted; the finished runs stay: run the same "
+                                        "`faceage study` command again to resume.") from None
     return StudyResult(comparison, trained, skipped, written)
 
 

@@ -1,4 +1,4 @@
-"""Commands that prepare data: align, manifest."""
+"""`faceage manifest`: labels joined with the aligned faces, folds per protocol (faceage.manifest)."""
 
 from __future__ import annotations
 
@@ -6,57 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from faceage.cli.app import app
-from faceage.core.console import console
+from faceage.cli.options import ALIGN
 from faceage.core.errors import FaceageError
 
 
-@app.command("align")
-def align_command(
-    src: Annotated[Path, typer.Argument(help="Folder of images, walked recursively (never modified).")],
-    dst: Annotated[Path, typer.Argument(help="Output folder: DST/<relative path>.jpg and DST/faces.csv.")],
-    detector: Annotated[str, typer.Option(
-        "--detector", help="retinaface (bundled, offline) or insightface (SCRFD, needs --model).",
-    )] = "retinaface",
-    model: Annotated[Path | None, typer.Option(
-        "--model", help="Detector ONNX file, or an insightface model-pack folder.")] = None,
-    workers: Annotated[int | None, typer.Option(
-        "--workers", "-j", help="Worker processes, one detector thread each.", show_default="all cores",
-    )] = None,
-    fmt: Annotated[str, typer.Option("--format", help="Output format: jpg or png.")] = "jpg",
-    size: Annotated[int, typer.Option("--size", help="Side of the square aligned crop, px.")] = 256,
-    keep: Annotated[str, typer.Option(
-        "--keep", help="Face kept when there are several: largest (box area) or best (score).")] = "largest",
-    min_face: Annotated[float, typer.Option(
-        "--min-face", help="A kept face whose box's shorter side is below this (source px) is too_small.",
-    )] = 32.0,
-    score_threshold: Annotated[float, typer.Option(
-        "--score-threshold", help="Detector confidence a face needs, 0..1.")] = 0.5,
-    shard: Annotated[str | None, typer.Option(
-        "--shard", help="i/n: align only share i of n (by a hash of the path), into faces.shard-i-of-n.csv; "
-        "a later run without --shard merges the shards into faces.csv.")] = None,
-    quality: Annotated[int, typer.Option("--quality", help="JPEG quality, 1..100.")] = 95,
-) -> None:
-    """Detect five landmarks, align each image's face to a square crop, and list every image in faces.csv."""
-    from faceage.align.plan import parse_shard
-    from faceage.align.run import AlignInterruptedError, align_folder, summary_table
-    from faceage.align.settings import AlignSettings
-
-    settings = AlignSettings(detector, None if model is None else str(model), size, fmt, quality,
-                             keep, min_face, score_threshold)  # type: ignore[arg-type]
-    try:
-        summary = align_folder(src, dst, settings, workers=workers, shard=parse_shard(shard))
-    except AlignInterruptedError as exc:
-        console.print(summary_table(exc.summary))
-        console.print(f"[yellow]interrupted; {escape(str(exc.summary.table))} lists every crop written. "
-                      "Run the same command again to resume.[/]", highlight=False)
-        raise typer.Exit(130) from None
-    console.print(summary_table(summary))
-
-
-@app.command("manifest")
 def manifest_command(
     aligned: Annotated[Path | None, typer.Argument(
         help="Folder written by `faceage align` (with faces.csv); with --pre-aligned, the dataset's own "
@@ -92,7 +46,7 @@ def manifest_command(
     subject_col: Annotated[str | None, typer.Option("--subject-col", help="csv: subject ids.")] = None,
     std_col: Annotated[str | None, typer.Option("--std-col", help="csv: crowd age std.")] = None,
     split_col: Annotated[str | None, typer.Option("--split-col", help="csv: train/valid/test.")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="--labels-only: aligned image format.")] = "jpg",
+    fmt: Annotated[str, typer.Option("--format", help="--labels-only: aligned image format.")] = ALIGN.fmt,
     dropped: Annotated[Path | None, typer.Option(
         "--dropped", help="Also write every dropped row (path, reason, detail) to this CSV.")] = None,
 ) -> None:
@@ -103,8 +57,10 @@ def manifest_command(
 
     if pre_aligned and labels_only:
         raise FaceageError("--pre-aligned and --labels-only exclude each other; choose one.")
-    options = LabelOptions(skip_malformed, age,  # type: ignore[arg-type]  # checked by build_manifest
-                           CsvColumns(path_col, age_col, subject_col, std_col, split_col))
+    columns = CsvColumns(path=path_col, age=age_col, subject=subject_col, std=std_col, split=split_col)
+    options = LabelOptions(skip_malformed=skip_malformed,
+                           age_kind=age,  # type: ignore[arg-type]  # checked by build_manifest
+                           columns=columns)
     source: mf.ImageSource = "pre-aligned" if pre_aligned else "labels-only" if labels_only else "faces"
     result = mf.build_manifest(dataset, protocol, aligned, labels=labels, source=source, folds=folds,
                                seed=seed, val_fraction=val_fraction, options=options, fmt=fmt)
