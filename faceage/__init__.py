@@ -1,9 +1,8 @@
 """faceage: deep age estimation from a face with the mean-variance loss (Pan et al., CVPR 2018)."""
 
+import lazy_loader
+
 __version__ = "0.1.0"
 
-from faceage.core.lazy import lazy_exports  # after __version__, which the CLI reads cheaply
-
-_EXPORTS = {"estimate_ages": "predict.api", "FaceAge": "predict.api"}
-__all__ = ["__version__", *sorted(_EXPORTS)]
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, _lazy_names = lazy_loader.attach_stub(__name__, __file__)
+__all__ = ["__version__", *_lazy_names]

@@ -16,10 +16,12 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from faceage.core.errors import FaceageError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _UMASK_LOCK = threading.Lock()
 # mkstemp adds 8 characters from [a-z0-9_]; a staging folder (mkdtemp) has the same shape without a suffix

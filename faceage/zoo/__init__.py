@@ -16,7 +16,6 @@ from faceage.core.errors import FaceageError
 
 ZOO_DIR = Path(__file__).resolve().parent
 BUNDLED_NAME = "faceage-age-lite0.onnx"
-CARD = ZOO_DIR / "README.md"
 
 
 def bundled_model(folder: Path = ZOO_DIR) -> Path:

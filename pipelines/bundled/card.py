@@ -3,7 +3,8 @@
     python pipelines/bundled/card.py --run work/bundled/run --labels work/bundled/labels.csv
 
 prints Markdown tables (counts per source and split; held-out MAE, CS@5 and calibration shares per source;
-MAE and bias per age group; ChaLearn ε-error; the temperature and the shares before calibration) for
+MAE and bias per age group; ChaLearn ε-error; the shares before calibration, and the temperature where
+the run logged one) for
 faceage/zoo/README.md. Every figure is on the held-out faces (`split` = test), which training never saw.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from faceage.evaluate.metrics import calibrate, cs_at, epsilon_error, mae, per_group
-from faceage.model.checkpoint import load_checkpoint
+from faceage.model.checkpoint import load_kept_model
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -58,7 +59,7 @@ def main() -> None:
                 [[g.label, str(g.n), f"{g.mae:.2f}", f"{g.bias:+.2f}"]
                  for g in per_group(predictions["pred"], predictions["age"]) if g.n]))
 
-    best = load_checkpoint(args.run / "fold0" / "best.pt")
+    best = load_kept_model(args.run / "fold0" / "best.pt")
     info = best.get("calibration")
     if info is not None:
         test = info["test"]
@@ -69,8 +70,8 @@ def main() -> None:
                       f"{100 * s['within_2std']:.1f} %"]
                      for name, s in (("uncalibrated", test["uncalibrated"]),
                                      (f"std × {info['std_scale']:.3f} (shipped)", test["std_scale"]),
-                                     (f"temperature {info['temperature']:.3f} (not used)",
-                                      test["temperature"]))]))
+                                     *([(f"temperature {info['temperature']:.3f} (not used)",
+                                         test["temperature"])] if "temperature" in info else []))]))
 
 if __name__ == "__main__":
     main()
