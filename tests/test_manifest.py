@@ -175,6 +175,9 @@ def test_the_recorded_protocol_is_the_one_and_only(tmp_path: Path) -> None:
     mixed = _write(tmp_path, "mixed.csv", rows, header=f"{OLD_HEADER},dataset,protocol")
     with pytest.raises(TableError, match="column 'protocol': differs from the first row's"):
         read_manifest(mixed)
+    unknown = _write(tmp_path, "kfold.csv", GOOD, protocol="kfold")
+    with pytest.raises(TableError, match=r"kfold\.csv, row 2, column 'protocol': 'kfold' is not one of"):
+        read_manifest(unknown)
 
 
 def test_build_records_dataset_and_protocol_in_every_row(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -51,8 +52,8 @@ def _build_run(base: Path, morph_images: Path) -> Path:
         (raw / photo.name).symlink_to(photo)  # the data stays in ../shared; only links here
     align_folder(raw, aligned, ALIGNED_WITH, workers=1, progress=False)
     result = build_manifest("morph2", "rs", aligned, folds=2, val_fraction=0.0)
-    write_manifest(result, base / "rs.csv")
-    cfg = resolve_config(None, dict(manifest=str(base / "rs.csv"), images=str(aligned), protocol="rs",
+    write_manifest(result, base / "folds.csv")  # a name that says nothing: the manifest records rs
+    cfg = resolve_config(None, dict(manifest=str(base / "folds.csv"), images=str(aligned),
                                     backbone="test_resnet", loss="mv", pretrained="none", epochs=1,
                                     batch_size=8, lr=0.05, img_size=56, resize=64, device="cpu",
                                     workers=1, keep_last=True, out=str(base / "run")))
@@ -82,6 +83,12 @@ def two_faces(tmp_path_factory: pytest.TempPathFactory, photos: list[Path]) -> P
 
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_an_rs_manifest_under_any_name_trains_as_rs(trained_run: Path) -> None:
+    config = yaml.safe_load((trained_run / "config.yaml").read_text())
+    assert (config["protocol"], config["dataset"]) == ("rs", "morph2")
+    assert trained_run.parent.joinpath("folds.csv").read_text().splitlines()[1].endswith(",morph2,rs")
 
 
 def test_same_model_and_preprocessing_as_training(trained_run: Path) -> None:
@@ -173,7 +180,6 @@ def test_checkpoint_files_load_alone(trained_run: Path) -> None:
 
 def test_an_edited_config_yaml_never_changes_the_preprocessing(trained_run: Path, tmp_path: Path) -> None:
     """Each checkpoint carries the settings it was trained with: those rebuild the model, not config.yaml."""
-    import yaml
 
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)

@@ -13,7 +13,7 @@ import pandas as pd
 from faceage.core.console import log
 from faceage.core.errors import FaceageError
 from faceage.core.schema import MANIFEST, RECORDED_COLUMNS, TableError, read_table
-from faceage.manifest.protocols import SUBJECT_EXCLUSIVE
+from faceage.manifest.protocols import PROTOCOLS, SUBJECT_EXCLUSIVE
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,9 @@ def read_manifest(path: str | Path, images_root: Path | None = None,
             _fail_at(path, (df[name] != df[name].iloc[0]).to_numpy(), name,
                      f"differs from the first row's {df[name].iloc[0]!r}; a manifest holds one {name}")
     recorded = str(df["protocol"].iloc[0]) if "protocol" in df.columns and len(df) else None
+    _fail_at(path, np.array([recorded is not None and recorded not in PROTOCOLS]), "protocol",
+             f"{recorded!r} is not one of {', '.join(PROTOCOLS)}; rebuild the manifest with `faceage "
+             f"manifest`")
     protocol = agreed_protocol(path, recorded, protocol)
     if protocol is None:
         log.warning("%s records no protocol (written before manifests did, or by hand): its folds are used "
