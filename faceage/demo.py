@@ -133,5 +133,5 @@ def _predict(run: Path | None, images: Path, out: Path, device: str) -> Path:
     drawn = out / "drawn"
     result = predict_images(load_estimator(run, device=device), photos, draw_dir=drawn)
     write_predictions(result.table, out / "predict.csv")
-    console.print(predictions_table(result.table))
+    console.print(predictions_table(result.table, width=console.width))
     return drawn

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from helpers import Capsys, run_main
 
 from faceage.align.run import AlignInterruptedError, AlignSummary
 from faceage.align.settings import AlignSettings
-from faceage.cli import app
+from faceage.cli import app, main
 from faceage.core.errors import FaceageError, StageInterruptedError
 
 
@@ -165,3 +166,16 @@ def test_predict_builds_its_options_from_the_flags_given(
     assert seen == [PredictOptions(threads=os.cpu_count() or 1),
                     PredictOptions(size=128, batch_size=4, threads=2, device="cpu", detector_model="m.onnx",
                                    score_threshold=0.7)]
+
+
+def test_version_goes_to_stdout_and_flags_show_no_value_placeholder(monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: Capsys) -> None:
+    monkeypatch.setattr(sys, "argv", ["faceage", "--version"])
+    with pytest.raises(SystemExit):
+        main()
+    captured = capsys.readouterr()
+    assert captured.out.strip().startswith("faceage ") and captured.err == ""
+    for command in (["--help"], ["train", "--help"], ["align", "--help"], ["predict", "--help"]):
+        _, text = run_main(command, monkeypatch, capsys)
+        assert "<bool>" not in text, command
+        assert "--resume" in text or command != ["train", "--help"]

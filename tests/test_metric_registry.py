@@ -66,12 +66,13 @@ def test_a_registered_metric_appears_in_the_eval_outputs(monkeypatch: pytest.Mon
     assert "max error" in console and "10.0" in console
     report = markdown_report([item], "cs.png")
     assert "`mean`. CS@5 is the share of faces" in report and "(ties count, tolerance 1e-09)." in report
-    assert "tolerance 1e-09). max error is the largest |pred − age|.\n" in report  # the metric's note
-    assert "| input | n | MAE | MAE (mean) | CS@5 | ε-error | max error | MAE per fold |" in report
-    assert "| a | 4 | 5.25 | — | 50.0 % | — | 10.0 | 5.25 ± 3.89 (2 folds) |" in report
-    assert "| fold | n | MAE | CS@5 | max error |" in report  # the per-fold table
-    assert "| 0 | 2 | 2.50 | 100.0 % | 5.0 |" in report and "| 1 | 2 | 8.00 | 0.0 % | 10.0 |" in report
-    assert "| mean ± std |  | 5.25 ± 3.89 | 50.0 % ± 70.7 % | 7.5 ± 3.5 |" in report
+    assert "not record it. max error is the largest |pred − age|.\n" in report  # the metric's note, last
+    assert ("| input | n | MAE | MAE (mean) | CS@5 | ε-error | median baseline | max error | MAE per fold |"
+            in report)
+    assert "| a | 4 | 5.25 | — | 50.0 % | — | — | 10.0 | 5.25 ± 3.89 (2 folds) |" in report
+    assert "| fold | n | MAE | CS@5 | median baseline | max error |" in report  # the per-fold table
+    assert "| 0 | 2 | 2.50 | 100.0 % | — | 5.0 |" in report and "| 1 | 2 | 8.00 | 0.0 % | — | 10.0 |" in report
+    assert "| mean ± std |  | 5.25 ± 3.89 | 50.0 % ± 70.7 % | — | 7.5 ± 3.5 |" in report
     body = json.loads(metrics_json([item]))
     assert body["max_error"] == 10.0
     assert [f["max_error"] for f in body["per_fold"]] == [5.0, 10.0]
@@ -84,7 +85,7 @@ def test_a_registered_metric_appears_in_the_training_fold_table(monkeypatch: pyt
     text = _text(fold_table("test folds of runs/x", per_fold(PRED, AGE, FOLD)))
     assert "max error" in text and "7.5 ± 3.5" in text
     assert [line.split("│")[1:-1] for line in text.splitlines() if line.startswith("│ mean")] == [
-        [" mean ± std ", "   ", " 5.25 ± 3.89 ", " 50.0 % ± 70.7 % ", " 7.5 ± 3.5 "]]
+        [" mean ± std ", "   ", " 5.25 ± 3.89 ", " 50.0 % ± 70.7 % ", "               — ", " 7.5 ± 3.5 "]]
 
 
 def test_a_registered_metric_appears_in_the_comparison(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -107,7 +108,7 @@ def test_a_metric_appears_only_where_its_scopes_say(monkeypatch: pytest.MonkeyPa
     item = _input()
     assert "max_error" not in item.metrics.scores and "max error" not in _text(console_table([item]))
     assert [f.scores["max_error"] for f in item.metrics.per_fold or []] == [5.0, 10.0]
-    assert "| fold | n | MAE | CS@5 | max error |" in markdown_report([item], None)
+    assert "| fold | n | MAE | CS@5 | median baseline | max error |" in markdown_report([item], None)
     assert "max error" not in comparison_markdown(compare_groups(_groups(), resamples=100))
 
 

@@ -90,10 +90,12 @@ def test_age_groups_by_hand() -> None:
 def test_folds_and_their_sample_std() -> None:
     age = [10, 10, 20, 20, 30]
     pred = [10, 16, 21, 22, 34]  # fold 0: errors 0, 6; fold 1: 1, 2; fold 2: 4
-    folds = per_fold(pred, age, [0, 0, 1, 1, 2])
-    assert [(f.fold, f.n, f.scores) for f in folds] == [
-        (0, 2, {"mae": 3.0, "cs5": 0.5}), (1, 2, {"mae": 1.5, "cs5": 1.0}), (2, 1, {"mae": 4.0, "cs5": 1.0}),
+    folds = per_fold(pred, age, [0, 0, 1, 1, 2], train_median=[16, 16, 14, 14, 20])
+    assert [(f.fold, f.n, f.scores) for f in folds] == [  # median baseline: |16 − age|, |14 − age|, |20 − 30|
+        (0, 2, {"mae": 3.0, "cs5": 0.5, "median_mae": 6.0}), (1, 2, {"mae": 1.5, "cs5": 1.0, "median_mae": 6.0}),
+        (2, 1, {"mae": 4.0, "cs5": 1.0, "median_mae": 10.0}),
     ]
+    assert per_fold(pred, age, [0, 0, 1, 1, 2])[0].scores["median_mae"] is None  # not recorded: unknown
     assert folds[0].mae == 3.0
     s = summarize_folds(folds)
     assert s.n_folds == 3 and s.spreads["mae"].mean == pytest.approx(17 / 6)
@@ -112,7 +114,8 @@ def test_calibration_counts_errors_within_one_and_two_std() -> None:
 
 def test_summarize_switches_on_optional_columns() -> None:
     bare = summarize(AGE, PRED)
-    assert bare.n == 4 and bare.scores == {"mae": 5.25, "mae_unrounded": None, "cs5": 0.5, "eps": None}
+    assert bare.n == 4 and bare.scores == {"mae": 5.25, "mae_unrounded": None, "cs5": 0.5, "eps": None,
+                                           "median_mae": None}
     assert bare.epsilon.value is None
     assert bare.per_fold is None and bare.fold_summary is None and bare.calibration is None
     full = summarize(AGE, PRED, mean=[20.4, 34.6, 34.2, 59.5], std=[1, 1, 1, 1], age_std=[1, 1, 1, 1],

@@ -335,3 +335,24 @@ def test_drawn_names_met_twice_get_numbered_case_blind() -> None:
     assert {str(k): v.name for k, v in targets.items()} == {
         "/in/a/x.jpg": "x.jpg", "/in/b/X.jpg": "X~2.jpg", "/in/c/x.jpg": "x~3.jpg",
         "/in/a/x.png": "x.png.jpg"}
+
+
+def test_the_console_table_stays_readable_in_80_columns() -> None:
+    from rich.console import Console
+
+    from faceage.predict.photos import predictions_table
+
+    rows = [{"path": f"/data/some/long/folder/of/photos/person_{i:03d}_taken_in_2019.jpg", "face": 0,
+             "status": "ok", "score": 0.99, "box_x1": 10.0, "box_y1": 20.0, "box_x2": 300.0, "box_y2": 400.0,
+             "pred": 41.0, "mean": 41.2, "std": 5.3, "error": ""} for i in range(3)]
+    table = pd.DataFrame(rows, columns=list(rows[0]))
+    console = Console(width=80, record=True)
+    console.print(predictions_table(table, width=80))
+    text = console.export_text()
+    assert "3 rows in /data/some/long/folder/of/photos" in text
+    body = [line for line in text.splitlines() if "person_" in line]
+    assert len(body) == 3 and all("41.2 ± 5.3" in line for line in body)  # one line per face
+    assert max(len(line) for line in text.splitlines()) <= 80 and "10,20,300,400" not in text
+    wide = Console(width=120, record=True)
+    wide.print(predictions_table(table, width=120))
+    assert "10,20,300,400" in wide.export_text()  # the box where there is room

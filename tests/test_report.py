@@ -61,7 +61,7 @@ def test_json_single_input_is_strict_and_complete() -> None:
     assert one["label"] == "a" and one["n"] == 4 and one["mae"] == 5.25
     assert one["mae_unrounded"] is None and one["epsilon_error"] is None and one["uncertainty"] is None
     assert list(one["cs"]) == [str(t) for t in range(21)] and one["cs"]["5"] == 0.5
-    assert one["per_fold"] == [{"fold": 0, "n": 4, "mae": 5.25, "cs5": 0.5}]
+    assert one["per_fold"] == [{"fold": 0, "n": 4, "mae": 5.25, "cs5": 0.5, "median_mae": None}]
     assert one["fold_summary"]["mae_std"] is None  # one fold: no spread
     assert [g["group"] for g in one["per_group"]] == ["0–19", "20–39", "40–59", "60–79", "80+"]
     assert one["per_group"][4] == {"group": "80+", "lo": 80, "hi": None, "n": 0, "mae": None, "bias": None}

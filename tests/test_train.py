@@ -118,6 +118,9 @@ def test_run_folder_holds_config_history_checkpoints_and_predictions(tiny_data: 
         rows = history[history["fold"] == k]
         assert best["val_mae"] == rows["val_mae"].min()
         assert best["epoch"] == int(rows.loc[rows["val_mae"].idxmin(), "epoch"])  # first of the best
+        split = split_for_fold(read_manifest(tiny_data[1], tiny_data[0]), k)
+        baseline = float(np.median(manifest["age"].to_numpy()[split.train]))  # the training rows' median
+        assert set(predictions.loc[predictions["fold"] == k, "train_median"]) == {baseline}
 
 
 def test_resume_and_ctrl_c_reach_the_uninterrupted_result(
@@ -512,3 +515,19 @@ def test_resume_is_exact_with_the_weight_average_and_warm_up(
     assert lrs[0] == lrs[1] and lrs[0][0] < lrs[0][1]  # the warm-up, then the same schedule
     pd.testing.assert_frame_equal(pd.read_csv(straight / "predictions.csv"),
                                   pd.read_csv(pieces / "predictions.csv"))
+
+
+def test_a_start_that_fails_leaves_no_run_folder(tiny_data: Data, tmp_path: Path) -> None:
+    """Nothing trained, nothing to resume: the folder the run made goes (no lone lock file, no config)."""
+    out = tmp_path / "run"
+    with pytest.raises(FaceageError, match="fewer than --batch-size 64"):
+        _train(tiny_data, out, batch_size=64)  # refused after the lock is taken and the manifest read
+    assert not out.exists()
+    with pytest.raises(FaceageError, match="unknown timm backbone"):
+        _train(tiny_data, out, backbone="no_such_net")  # refused after config.yaml and log.txt are written
+    assert not out.exists()
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(FaceageError):
+        _train(tiny_data, out, batch_size=64)
+    assert (out / "notes.txt").read_text() == "mine"  # a folder that was there before is the user's

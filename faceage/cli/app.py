@@ -8,7 +8,7 @@ import typer
 from typer.core import TyperGroup
 
 from faceage import __version__
-from faceage.core.console import console, setup_logging
+from faceage.core.console import setup_logging
 
 
 class CtrlCError(Exception):
@@ -16,13 +16,31 @@ class CtrlCError(Exception):
 
 
 class _Commands(TyperGroup):
-    """Typer's group, but a bare Ctrl-C reaches `main` instead of ending in Typer's silent exit 130."""
+    """Typer's group, but a bare Ctrl-C reaches `main` instead of ending in Typer's silent exit 130, and
+    on/off flags show no value placeholder in --help (Typer prints `--resume <bool>`, as if it took one)."""
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]  # Typer's own Context subclass
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt as exc:
             raise CtrlCError from exc
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _without_flag_metavars(super().get_params(ctx))
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _without_flag_metavars(command.get_params(ctx))
+        return command
+
+
+def _without_flag_metavars(params: list[Any]) -> list[Any]:
+    """Typer (which brings its own click) shows a flag's type as its value; an empty metavar shows none."""
+    for param in params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    return params
 
 
 app = typer.Typer(
@@ -37,7 +55,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        console.print(f"faceage {__version__}")
+        typer.echo(f"faceage {__version__}")  # stdout: `faceage --version > file` and scripts read it
         raise typer.Exit()
 
 

@@ -59,7 +59,7 @@ def predict_command(
         min_face=min_face, score_threshold=score_threshold, threads=threads, device=device,
         batch_size=batch_size)
     result = pr.predict_images(estimator, images, options, draw_dir=draw)
-    console.print(pr.predictions_table(result.table))
+    console.print(pr.predictions_table(result.table, width=console.width))
     for line in pr.failures(result.table):
         console.print(f"[yellow]{escape(line)}[/]", highlight=False)
     if out is not None:

@@ -119,6 +119,8 @@ PREDICTIONS = TableSpec(
         Column("age_std", "float", required=False, nullable=True, min=0, doc="crowd std (ε-error)"),
         Column("subject", "str", required=False, nullable=True, doc="identity"),
         Column("fold", "int", required=False, doc="test fold"),
+        Column("train_median", "float", required=False, nullable=True, min=0, max=MAX_PLAUSIBLE_AGE,
+               doc="median age of the fold's training rows: the baseline a model must beat"),
     ),
     unique="path",
 )

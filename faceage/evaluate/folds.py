@@ -38,9 +38,9 @@ class FoldSummary:
 
 
 def per_fold(pred: ArrayLike, age: ArrayLike, fold: ArrayLike, *, mean: ArrayLike | None = None,
-             age_std: ArrayLike | None = None) -> list[FoldStats]:
-    """Scores of each fold, in increasing fold order; `mean` and `age_std` feed the metrics that read them."""
-    p = Predictions.of(age, pred, mean, age_std)
+             age_std: ArrayLike | None = None, train_median: ArrayLike | None = None) -> list[FoldStats]:
+    """Scores of each fold, in increasing fold order; the optional columns feed the metrics that read them."""
+    p = Predictions.of(age, pred, mean, age_std, train_median)
     fold_a = np.asarray(fold, dtype=np.int64)
     return [FoldStats(int(k), int((fold_a == k).sum()), score(p.rows(fold_a == k), "fold"))
             for k in np.unique(fold_a).tolist()]

@@ -33,30 +33,34 @@ def _floats(x: ArrayLike) -> Floats:
 
 @dataclass(frozen=True)
 class Predictions:
-    """What a metric reads: true age, prediction, and where the table has them the unrounded mean and the
-    crowd std (`age_std`, for the ε-error)."""
+    """What a metric reads: true age, prediction, and where the table has them the unrounded mean, the
+    crowd std (`age_std`, for the ε-error) and the median age of each face's training rows (`train_median`,
+    the baseline)."""
 
     age: Floats
     pred: Floats
     mean: Floats | None = None
     age_std: Floats | None = None
+    train_median: Floats | None = None
 
     @classmethod
     def of(cls, age: ArrayLike, pred: ArrayLike, mean: ArrayLike | None = None,
-           age_std: ArrayLike | None = None) -> Predictions:
+           age_std: ArrayLike | None = None, train_median: ArrayLike | None = None) -> Predictions:
         """From columns or lists; an optional column left out stays None."""
-        return cls(_floats(age), _floats(pred), None if mean is None else _floats(mean),
-                   None if age_std is None else _floats(age_std))
+        return cls(_floats(age), _floats(pred), *(None if x is None else _floats(x)
+                                                  for x in (mean, age_std, train_median)))
 
     @classmethod
     def of_table(cls, table: pd.DataFrame) -> Predictions:
         """From a validated predictions table, with whichever optional columns it has."""
-        return cls.of(table["age"], table["pred"], table.get("mean"), table.get("age_std"))
+        return cls.of(table["age"], table["pred"], table.get("mean"), table.get("age_std"),
+                      table.get("train_median"))
 
     def rows(self, keep: NDArray[np.bool_]) -> Predictions:
         """The rows where `keep` is true (one test fold)."""
-        return Predictions(self.age[keep], self.pred[keep], None if self.mean is None else self.mean[keep],
-                           None if self.age_std is None else self.age_std[keep])
+        return Predictions(self.age[keep], self.pred[keep], *(None if x is None else x[keep]
+                                                              for x in (self.mean, self.age_std,
+                                                                        self.train_median)))
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,12 @@ def _epsilon(p: Predictions) -> float | None:
     return None if p.age_std is None else epsilon_error(p.pred, p.age, p.age_std).value
 
 
+def _median_baseline(p: Predictions) -> float | None:
+    if p.train_median is None or np.isnan(p.train_median).any():
+        return None
+    return mae(p.train_median, p.age)
+
+
 METRICS: tuple[Metric, ...] = (
     Metric("mae", "MAE", _mae, digits=2, note="MAE uses `pred` as given."),
     Metric("mae_unrounded", "MAE (mean)", _mae_of_mean, digits=2, scopes=frozenset({"input"}),
@@ -119,6 +129,10 @@ METRICS: tuple[Metric, ...] = (
                 f"(ties count, tolerance {TOL:g})."),
     Metric("eps", "ε-error", _epsilon, digits=4, scopes=frozenset({"input", "run"}),
            json_name="epsilon_error"),  # report.md explains it per input, with its σ = 0 count
+    Metric("median_mae", "median baseline", _median_baseline, digits=2, scopes=frozenset({"input", "fold"}),
+           note="The median baseline is the MAE of predicting every face as the median age of its fold's "
+                "training rows (`train_median`, which `faceage train` records): a model that does not beat "
+                "it has learnt nothing; — where the table does not record it."),
 )
 PRIMARY = "mae"  # the metric whose spread across folds the headline table shows
 

@@ -99,7 +99,7 @@ def table_metrics(df: pd.DataFrame, max_theta: int) -> Metrics:
 
     return summarize(
         df["age"], df["pred"], mean=optional("mean"), std=optional("std"), age_std=optional("age_std"),
-        fold=optional("fold"), max_theta=max_theta,
+        fold=optional("fold"), train_median=optional("train_median"), max_theta=max_theta,
     )
 
 
@@ -162,6 +162,10 @@ def evaluate(
 
     labels = input_labels(tables)
     frames = [read_table(table, PREDICTIONS) for table in tables]
+    for table, frame in zip(tables, frames, strict=True):
+        if "train_median" not in frame.columns:
+            log.info("%s has no train_median column (written by an older faceage train, or not by train): "
+                     "its median baseline is unknown", table)
     results = [
         InputMetrics(label, table, table_metrics(frame, max_theta))
         for label, table, frame in zip(labels, tables, frames, strict=True)

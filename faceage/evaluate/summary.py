@@ -47,11 +47,14 @@ def summarize(
     std: ArrayLike | None = None,
     age_std: ArrayLike | None = None,
     fold: ArrayLike | None = None,
+    train_median: ArrayLike | None = None,
     max_theta: int = 20,
 ) -> Metrics:
-    """All metrics of one table; optional columns switch on MAE of the mean, ε-error, folds, calibration."""
-    p = Predictions.of(age, pred, mean, age_std)
-    folds = per_fold(p.pred, p.age, fold, mean=p.mean, age_std=p.age_std) if fold is not None else None
+    """All metrics of one table; optional columns switch on MAE of the mean, ε-error, folds, calibration and
+    the median baseline."""
+    p = Predictions.of(age, pred, mean, age_std, train_median)
+    folds = (per_fold(p.pred, p.age, fold, mean=p.mean, age_std=p.age_std, train_median=p.train_median)
+             if fold is not None else None)
     center, center_name = (p.mean, "mean") if p.mean is not None else (p.pred, "pred")
     calib = None
     # an all-zero std (the L2 baseline writes one) is no uncertainty estimate at all

@@ -37,6 +37,7 @@ from faceage.predict.options import PredictOptions, alignment_for
 
 OUT_FORMATS = (".csv", ".json")
 _HELD_PIXELS = 100_000_000  # images kept for drawing while their faces wait for a batch
+_BOX_WIDTH = 100  # terminal columns from which the predictions table shows each face's box
 
 
 @dataclass
@@ -221,20 +222,41 @@ def _write_table(table: pd.DataFrame, out: Path) -> None:
     write_text_atomic(out, json.dumps(records, indent=1, ensure_ascii=False) + "\n")
 
 
-def predictions_table(table: pd.DataFrame, limit: int = 50) -> Table:
-    """The faces as a rich table (the first `limit` rows; the files hold all; reasons in `failures`)."""
-    shown = Table(title=f"{len(table)} rows" + (f" (first {limit})" if len(table) > limit else ""))
-    for name in ("path", "face", "age", "mean ± std", "score", "box", "status"):
+def predictions_table(table: pd.DataFrame, limit: int = 50, width: int = 80) -> Table:
+    """The faces as a rich table (the first `limit` rows; the files hold all; reasons in `failures`) that
+    stays readable in `width` columns: paths below the folder all the photos share (named in the title),
+    and the box only where there is room for it."""
+    rows = table.head(limit)
+    folder = _shared_folder([str(p) for p in rows["path"]])
+    title = f"{len(table)} rows" + (f" (first {limit})" if len(table) > limit else "")
+    named = min(folder, os.path.relpath(folder), key=len) if folder else ""  # the shorter way to say it
+    shown = Table(title=title + (f" in {named}" if folder else ""), title_justify="left")
+    columns = ["path", "face", "age", "mean ± std", "score", *(["box"] if width >= _BOX_WIDTH else []),
+               "status"]
+    for name in columns:
         shown.add_column(name, justify="left" if name in ("path", "status") else "right",
-                         overflow="fold" if name == "path" else "ellipsis")
-    for row in table.head(limit).itertuples(index=False):
+                         overflow="fold" if name == "path" else "ellipsis", no_wrap=name != "path")
+    for row in rows.itertuples(index=False):
         ok = row.status == "ok"
-        box = "" if pd.isna(row.box_x1) else ",".join(f"{v:.0f}" for v in row[4:8])
-        shown.add_row(
-            row.path, "" if pd.isna(row.face) else str(row.face), f"{row.pred:.0f}" if ok else "",
-            f"{row.mean:.1f} ± {row.std:.1f}" if ok else "", "" if pd.isna(row.score) else f"{row.score:.3f}",
-            box, row.status, style=None if ok else "yellow")
+        cells = [os.path.relpath(row.path, folder) if folder else str(row.path),
+                 "" if pd.isna(row.face) else str(row.face), f"{row.pred:.0f}" if ok else "",
+                 f"{row.mean:.1f} ± {row.std:.1f}" if ok else "",
+                 "" if pd.isna(row.score) else f"{row.score:.3f}"]
+        if "box" in columns:
+            cells.append("" if pd.isna(row.box_x1) else ",".join(f"{v:.0f}" for v in row[4:8]))
+        shown.add_row(*cells, row.status, style=None if ok else "yellow")
     return shown
+
+
+def _shared_folder(paths: list[str]) -> str:
+    """The folder every one of `paths` lies in ("" when they share none, or it is the working directory)."""
+    if not paths:
+        return ""
+    try:
+        common = os.path.commonpath([os.path.dirname(p) or "." for p in paths])
+    except ValueError:  # absolute and relative paths mixed
+        return ""
+    return "" if common in ("", ".") else common
 
 
 def failures(table: pd.DataFrame) -> list[str]:

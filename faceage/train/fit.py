@@ -67,11 +67,20 @@ def run_training(cfg: TrainConfig) -> TrainResult:
     ctx = setup_distributed(cfg.device)
     autotune_convolutions(ctx.device)
     run = RunFolder(cfg.run_dir(), writer=ctx.is_main)
+    created = not run.root.exists()
     try:
         with _hold_lock(run, ctx):
-            return _train(cfg, run, ctx)
+            try:
+                return _train(cfg, run, ctx)
+            except BaseException:
+                if created and ctx.is_main:
+                    run.close()
+                    run.discard_if_untrained()  # a start that failed leaves no folder behind
+                raise
     finally:
         run.close()
+        if created and ctx.is_main:
+            run.remove_if_only_lock()
         cleanup_distributed()
 
 
@@ -129,7 +138,8 @@ def _train(cfg: TrainConfig, run: RunFolder, ctx: DistContext) -> TrainResult:
                     fit_fold(job, k, splits[k])
     barrier(ctx)  # rank 0 has written every fold's predictions
     table = run.merge_predictions()
-    return TrainResult(str(run.root), per_fold(table["pred"], table["age"], table["fold"]), ctx.is_main)
+    folds = per_fold(table["pred"], table["age"], table["fold"], train_median=table["train_median"])
+    return TrainResult(str(run.root), folds, ctx.is_main)
 
 
 def _alignment(images: Path) -> dict[str, Any] | None:

@@ -3,6 +3,7 @@ into best.pt), predict the test rows and write them; writing the predictions mar
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from faceage.core.console import log
@@ -32,7 +33,7 @@ def test_kept_model(job: TrainingJob, k: int, split: FoldSplit, model: AgeModel)
     table = pd.DataFrame({
         "path": rows["path"].to_numpy(), "age": rows["age"].to_numpy(), "age_std": rows["age_std"].to_numpy(),
         "subject": rows["subject"].to_numpy(), "fold": k, "pred": out["pred"], "mean": out["mean"],
-        "std": out["std"],
+        "std": out["std"], "train_median": float(np.median(job.ages(split.train))),
     })
     with agree_on_failure(job.ctx, f"writing fold {k}'s predictions"):
         job.run.write_fold_predictions(k, table, out.get("probs"))

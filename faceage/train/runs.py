@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from faceage.core.atomic import atomic_path, write_csv_atomic, write_text_atomic
 from faceage.core.console import log
 from faceage.core.errors import FaceageError
 from faceage.core.layout import PREDICTIONS_CSV, RUN_CONFIG
-from faceage.core.lock import folder_lock
+from faceage.core.lock import LOCK_FILE, folder_lock
 from faceage.core.schema import PREDICTIONS, read_table, validate
 from faceage.train.config import TrainConfig, load_saved_config, resolve_config, resume_conflicts
 
@@ -38,7 +39,7 @@ HISTORY = "history.csv"
 DISTRIBUTIONS = "distributions.npz"
 MANIFEST_DIGEST = "manifest.sha256"
 CHECKPOINT_NAMES = ("last.pt", "best.pt")
-PREDICTION_COLUMNS = ["path", "age", "age_std", "subject", "fold", "pred", "mean", "std"]
+PREDICTION_COLUMNS = ["path", "age", "age_std", "subject", "fold", "pred", "mean", "std", "train_median"]
 
 
 def resolve_run_config(recipe: str | Path | None, flags: Mapping[str, Any], resume: bool) -> TrainConfig:
@@ -142,6 +143,27 @@ class RunFolder:
         temporaries a killed save left (`.last.pt.*.tmp.pt`) do not count."""
         return any(p.is_file() for name in CHECKPOINT_NAMES for p in self.root.glob(f"fold*/{name}"))
 
+    def discard_if_untrained(self) -> None:
+        """Remove what a run that never saved a checkpoint wrote (its config, log, manifest fingerprint,
+        cache temporaries), keeping only the lock file while the lock is held: nothing there is worth
+        resuming. A folder with a checkpoint is left alone."""
+        if self.has_checkpoints() or not self.root.is_dir():
+            return
+        for entry in self.root.iterdir():
+            if entry.name == LOCK_FILE:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+    def remove_if_only_lock(self) -> None:
+        """After the lock is released: remove the folder when all it holds is the lock file."""
+        with contextlib.suppress(OSError):
+            if [p.name for p in self.root.iterdir()] == [LOCK_FILE]:
+                (self.root / LOCK_FILE).unlink()
+                self.root.rmdir()
+
     def lock(self) -> contextlib.AbstractContextManager[None]:
         """The run folder's lock, held for the whole job: a second `faceage train` into it is refused."""
         return folder_lock(self.root, "the run folder")
@@ -191,7 +213,8 @@ class RunFolder:
         (folds trained by earlier `--fold k` sessions of the run included)."""
         folds = self.predicted_folds()
         tables = [self.read_fold_predictions(k) for k in folds]
-        merged = pd.concat(tables, ignore_index=True)[PREDICTION_COLUMNS]
+        # reindex: folds predicted before train_median was recorded have no such column
+        merged = pd.concat(tables, ignore_index=True).reindex(columns=PREDICTION_COLUMNS)
         if not self.writer:
             return merged
         write_csv_atomic(merged, self.root / PREDICTIONS_CSV)
