@@ -92,7 +92,8 @@ def test_folds_and_their_sample_std() -> None:
     pred = [10, 16, 21, 22, 34]  # fold 0: errors 0, 6; fold 1: 1, 2; fold 2: 4
     folds = per_fold(pred, age, [0, 0, 1, 1, 2], train_median=[16, 16, 14, 14, 20])
     assert [(f.fold, f.n, f.scores) for f in folds] == [  # median baseline: |16 − age|, |14 − age|, |20 − 30|
-        (0, 2, {"mae": 3.0, "cs5": 0.5, "median_mae": 6.0}), (1, 2, {"mae": 1.5, "cs5": 1.0, "median_mae": 6.0}),
+        (0, 2, {"mae": 3.0, "cs5": 0.5, "median_mae": 6.0}),
+        (1, 2, {"mae": 1.5, "cs5": 1.0, "median_mae": 6.0}),
         (2, 1, {"mae": 4.0, "cs5": 1.0, "median_mae": 10.0}),
     ]
     assert per_fold(pred, age, [0, 0, 1, 1, 2])[0].scores["median_mae"] is None  # not recorded: unknown

@@ -138,8 +138,8 @@ def _train(cfg: TrainConfig, run: RunFolder, ctx: DistContext) -> TrainResult:
                     fit_fold(job, k, splits[k])
     barrier(ctx)  # rank 0 has written every fold's predictions
     table = run.merge_predictions()
-    folds = per_fold(table["pred"], table["age"], table["fold"], train_median=table["train_median"])
-    return TrainResult(str(run.root), folds, ctx.is_main)
+    scores = per_fold(table["pred"], table["age"], table["fold"], train_median=table["train_median"])
+    return TrainResult(str(run.root), scores, ctx.is_main)
 
 
 def _alignment(images: Path) -> dict[str, Any] | None:
