@@ -46,8 +46,9 @@ from torchvision import transforms
 from faceage.core.atomic import write_text_atomic
 from faceage.core.console import console
 from faceage.model.device import autotune_convolutions, resolve_device
+from faceage.model.inputs import InputNorm
 from faceage.model.losses import AgeLoss, make_loss
-from faceage.model.network import AgeModel, InputNorm, build_model, input_norm
+from faceage.model.network import AgeModel, build_model, input_norm
 from faceage.train.batches import DeviceImages
 from faceage.train.cache import open_cache
 from faceage.train.config import TrainConfig

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -29,3 +30,32 @@ def test_importing_does_not_load_torch(module: str) -> None:
     code = f"import sys, {module}; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False", module
+
+
+HEAVY = ("torch", "torchvision", "timm", "insightface")
+
+_PREDICT_AND_LIST_MODULES = """
+import sys
+from faceage.cli import main
+photo = sys.argv[1]
+sys.argv = ["faceage", "predict", photo]
+try:
+    main()
+except SystemExit as exc:
+    assert not exc.code, exc.code
+import faceage
+faces = faceage.estimate_ages(photo)
+assert len(faces) == 1 and 20 < faces[0].age < 90, faces
+print(",".join(m for m in {heavy!r} if m in sys.modules))
+"""
+
+
+def test_predicting_with_an_exported_model_needs_no_torch(morph_dir: Path) -> None:
+    """The bundled (ONNX) model predicts through the command line and `estimate_ages` without importing
+    the training stack: an install without torch can predict."""
+    photo = sorted((morph_dir / "images").glob("*.JPG"))[0]
+    code = _PREDICT_AND_LIST_MODULES.format(heavy=HEAVY)
+    done = subprocess.run([sys.executable, "-c", code, str(photo)], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "", f"imported {done.stdout.strip()}"

@@ -10,6 +10,7 @@ from .checkpoint import (
     save_checkpoint as save_checkpoint,
 )
 from .device import resolve_device as resolve_device
+from .inputs import InputNorm as InputNorm, centre_offset as centre_offset, preprocess as preprocess
 from .losses import (
     DEFAULT_LOSS as DEFAULT_LOSS,
     LOSSES as LOSSES,
@@ -19,11 +20,6 @@ from .losses import (
     make_loss as make_loss,
     register_loss as register_loss,
 )
-from .network import (
-    AgeModel as AgeModel,
-    InputNorm as InputNorm,
-    build_model as build_model,
-    input_norm as input_norm,
-)
-from .preprocess import Normalizer as Normalizer, preprocess as preprocess
+from .network import AgeModel as AgeModel, build_model as build_model, input_norm as input_norm
+from .preprocess import Normalizer as Normalizer
 from .weights import load_pretrained as load_pretrained

@@ -28,19 +28,13 @@ from timm.models import PretrainedCfg
 from torch import Tensor, nn
 
 from faceage.core.errors import FaceageError
+from faceage.model.inputs import InputNorm
 from faceage.model.losses import AGE_CLASSES, distribution_stats, loss_class, round_half_up
 from faceage.model.weights import load_pretrained
 
 HEAD_INIT_STD = 0.01
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the fallback for backbones timm has no pretrained config for
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class InputNorm(NamedTuple):
-    """Per-channel (RGB) mean and std on the 0..1 pixel scale: x = (pixel / 255 − mean) / std."""
-
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
 
 
 class AgePrediction(NamedTuple):

@@ -1,7 +1,7 @@
 """A trained age model ready to predict: `load_estimator` opens a run folder or checkpoint (torch,
 `torch_model`), an exported .onnx file or the bundled model (onnxruntime, `onnx_model`).
 
-Inputs are training's test-time tensors (`faceage.model.preprocess`): the aligned crop resized to the run's
+Inputs are training's test-time tensors (`faceage.model.inputs`): the aligned crop resized to the run's
 `resize` as the image cache does, its centre crop and the backbone's normalisation.
 """
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from faceage.core.errors import FaceageError
+from faceage.model.inputs import preprocess as preprocess_crops
 from faceage.predict.info import Estimator, ModelInfo
 
 
@@ -43,7 +44,5 @@ def load_estimator(model: str | Path | None = None, fold: int | None = None, dev
 
 def preprocess(crops: Sequence[np.ndarray] | np.ndarray, info: ModelInfo) -> np.ndarray:
     """Aligned uint8 faces → the model's normalised input, through training's test path."""
-    from faceage.model.network import input_norm
-    from faceage.model.preprocess import preprocess as preprocess_crops
-
-    return preprocess_crops(crops, info.img_size, info.resize, input_norm(info.backbone))
+    assert info.norm is not None  # ModelInfo fills it in
+    return preprocess_crops(crops, info.img_size, info.resize, info.norm)

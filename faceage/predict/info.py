@@ -10,6 +10,7 @@ from typing import Protocol
 import numpy as np
 
 from faceage.align.settings import AlignSettings
+from faceage.model.inputs import InputNorm
 
 
 @dataclass(frozen=True)
@@ -26,12 +27,19 @@ class ModelInfo:
     flip: bool = False  # test-time flip: each face averaged with its mirror (inside the model and graph)
     alignment: AlignSettings | None = None  # how its training faces were aligned, as the model records it
     distribution: bool | None = None  # an age distribution (probs) or a regressed age; None: ask the loss
+    norm: InputNorm | None = None  # the input normalisation; None: the backbone's, as timm states it
 
     def __post_init__(self) -> None:
-        if self.distribution is None:  # a torch model: the loss registry says (it imports torch)
+        """A torch model leaves what its backbone and loss imply to be looked up (torch and timm are there);
+        an exported one states both, so predicting with it imports neither."""
+        if self.distribution is None:
             from faceage.model.losses import loss_class
 
             object.__setattr__(self, "distribution", loss_class(self.loss).distribution())
+        if self.norm is None:
+            from faceage.model.network import input_norm
+
+            object.__setattr__(self, "norm", input_norm(self.backbone))
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import numpy as np
 from faceage.align.record import align_record, settings_from_record
 from faceage.align.settings import AlignSettings
 from faceage.core.errors import FaceageError
+from faceage.model.inputs import InputNorm
 from faceage.predict.info import Ages, ModelInfo, output_names, to_ages
 
 if TYPE_CHECKING:
@@ -49,7 +50,8 @@ def load_onnx(path: Path, device: str = "auto", threads: int = 1) -> OnnxEstimat
                          tuple(int(k) for k in meta[META_PREFIX + "folds"].split(",") if k),
                          meta.get(META_PREFIX + "aligned") or None,
                          meta.get(META_PREFIX + "tta_flip") == "True",
-                         _recorded_alignment(meta, path), distribution="probs" in outputs)
+                         _recorded_alignment(meta, path), distribution="probs" in outputs,
+                         norm=_recorded_norm(meta))
     except (KeyError, ValueError) as exc:
         raise FaceageError(f"{path}: not written by `faceage export` (metadata {exc} missing or bad); export "
                            f"the run with `faceage export RUN --onnx {path}`.") from None
@@ -62,9 +64,21 @@ def onnx_metadata(info: ModelInfo) -> dict[str, str]:
     values = {"backbone": info.backbone, "loss": info.loss, "img_size": info.img_size, "resize": info.resize,
               "folds": ",".join(str(k) for k in info.folds), "aligned": info.aligned or "",
               "tta_flip": info.flip}
+    if info.norm is not None:
+        values.update(input_mean=",".join(map(repr, info.norm.mean)),
+                      input_std=",".join(map(repr, info.norm.std)))
     if info.alignment is not None:
         values["alignment"] = json.dumps(align_record(info.alignment), sort_keys=True)
     return {META_PREFIX + key: str(value) for key, value in values.items()}
+
+
+def _recorded_norm(meta: dict[str, str]) -> InputNorm | None:
+    """The input normalisation an exported file states (None in files exported before it did: predicting
+    with those looks it up in timm, from the backbone's name)."""
+    mean, std = meta.get(META_PREFIX + "input_mean"), meta.get(META_PREFIX + "input_std")
+    if not mean or not std:
+        return None
+    return InputNorm(tuple(float(v) for v in mean.split(",")), tuple(float(v) for v in std.split(",")))
 
 
 def _recorded_alignment(meta: dict[str, str], path: Path) -> AlignSettings | None:

@@ -24,8 +24,8 @@ from torch import Tensor
 
 from faceage.core.console import log
 from faceage.core.errors import FaceageError
-from faceage.model.network import InputNorm
-from faceage.model.preprocess import Normalizer, centre_offset
+from faceage.model.inputs import InputNorm, centre_offset
+from faceage.model.preprocess import Normalizer
 
 Batch = tuple[Tensor, Tensor]  # (x, ages)
 _GPU_SHARE = 0.5  # the images go on the GPU when they take at most this share of its free memory
