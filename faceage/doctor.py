@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from faceage import __version__
+from faceage.core.extras import missing_modules
 
 DISTRIBUTIONS = (
     "torch",
@@ -46,6 +47,8 @@ def _version(dist: str) -> str | None:
 
 
 def _torch_devices() -> str:
+    if missing_modules("train"):
+        return "torch not installed (training needs pip install 'faceage[train]')"
     import torch
 
     if not torch.cuda.is_available():
@@ -73,6 +76,8 @@ def _insightface_packs() -> str:
 
 def _losses() -> str:
     """The registered losses, each with the head it trains (faceage/model/losses.py)."""
+    if missing_modules("train"):
+        return "— (faceage[train] not installed)"
     from faceage.model.losses import DEFAULT_LOSS, LOSSES
 
     return ", ".join(f"{name} ({cls.head}{', default' if name == DEFAULT_LOSS else ''})"

@@ -179,3 +179,32 @@ def test_version_goes_to_stdout_and_flags_show_no_value_placeholder(monkeypatch:
         _, text = run_main(command, monkeypatch, capsys)
         assert "<bool>" not in text, command
         assert "--resume" in text or command != ["train", "--help"]
+
+
+NEEDS_EXTRA = [
+    (["train", "-o", "RUN"], "train"),
+    (["study", "-o", "RUN"], "train"),
+    (["export", "RUN", "--onnx", "x.onnx"], "export"),
+    (["predict", "PHOTO", "--model", "RUN"], "train"),  # a torch model; the bundled .onnx needs no extra
+    (["align", "RUN", "OUT", "--detector", "insightface"], "insightface"),
+]
+
+
+@pytest.mark.parametrize(("args", "extra"), NEEDS_EXTRA)
+def test_a_command_that_needs_a_missing_extra_names_it(
+        args: list[str], extra: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Capsys) -> None:
+    """On an install without the training stack (or insightface), the command says what to install."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    absent = {"torch", "torchvision", "timm", "onnx", "onnxscript", "insightface"}
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *rest: None if name in absent else real(name, *rest))
+    run = tmp_path / "run"
+    (run / "fold0").mkdir(parents=True)
+    (run / "config.yaml").write_text("{}")
+    (run / "fold0" / "best.pt").write_bytes(b"x")
+    (run / "photo.jpg").write_bytes(b"x")
+    named = {"RUN": str(run), "OUT": str(tmp_path / "out"), "PHOTO": str(run / "photo.jpg")}
+    code, text = run_main([named.get(a, a) for a in args], monkeypatch, capsys)
+    assert code == 2 and f"pip install 'faceage[{extra}]'" in text, text

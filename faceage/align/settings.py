@@ -15,6 +15,7 @@ from typing import Literal
 from faceage.align.detect import detector_spec
 from faceage.core.device import parse_device
 from faceage.core.errors import FaceageError
+from faceage.core.extras import require_extra
 from faceage.core.imageio import MAX_PIXELS
 from faceage.core.layout import ALIGNED_FORMATS
 
@@ -56,7 +57,9 @@ class AlignSettings:
 
     def check(self) -> None:
         """Refuse impossible settings before any work starts."""
-        detector_spec(self.detector)
+        spec = detector_spec(self.detector)
+        if spec.extra is not None:
+            require_extra(spec.extra, f"--detector {self.detector}")
         if self.fmt not in ALIGNED_FORMATS:
             raise FaceageError(f"--format {self.fmt!r}: choose one of {', '.join(ALIGNED_FORMATS)}.")
         if self.keep not in KEEP_POLICIES:

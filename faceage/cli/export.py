@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from faceage.core.console import console
+from faceage.core.extras import require_extra
 
 
 def export_command(
@@ -21,6 +22,7 @@ def export_command(
         "--faces", help="Aligned faces for the parity check (default: the run's aligned folder).")] = None,
 ) -> None:
     """The model as ONNX (dynamic batch; probs, mean, std), checked against torch in onnxruntime."""
+    require_extra("export", "faceage export")
     from faceage.predict.export import PARITY_TOLERANCE, export_onnx
 
     result = export_onnx(run, onnx, fold=fold, opset=opset, faces=faces)

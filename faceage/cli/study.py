@@ -38,6 +38,9 @@ def study_command(
     """Train every (loss, seed) as `faceage train` would, then compare the losses: MAE, CS@5, ε-error
     (mean ± std over seeds), and per pair the MAE difference, its 95 % CI and p. Rerun to resume."""
     from faceage.core.errors import FaceageError
+    from faceage.core.extras import require_extra
+
+    require_extra("train", "faceage study")
     from faceage.evaluate.compare_report import comparison_tables
     from faceage.study.plan import StudySpec, parse_losses, parse_seeds
     from faceage.study.run import run_study

@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from faceage.cli.options import DEFAULT_DEVICE, Device, Workers
 from faceage.core.console import console
+from faceage.core.extras import require_extra
 
 
 def doctor_command() -> None:
@@ -32,6 +33,7 @@ def demo_command(
     workers: Workers = None,
 ) -> None:
     """The main job on demo data: align → manifest → train → eval → predict; a rerun resumes."""
+    require_extra("train", "faceage demo (it trains)")
     from faceage.demo import run_demo
 
     result = run_demo(data, out, recipe, epochs, device, workers)

