@@ -126,12 +126,13 @@ def _predict(run: Path | None, images: Path, out: Path, device: str) -> Path:
     """Drawn copies and predict.csv for the first photos, with the run's model (None: the bundled one)."""
     from faceage.core.files import list_images
     from faceage.predict.estimator import load_estimator
-    from faceage.predict.photos import predict_images, predictions_table, write_predictions
+    from faceage.predict.photos import predict_images
+    from faceage.predict.summary import predictions_table
 
     console.rule(f"predict {PREDICT_IMAGES} photos" + (" with the bundled model" if run is None else ""))
     photos = [images / rel for rel in list_images(images)[:PREDICT_IMAGES]]
     drawn = out / "drawn"
-    result = predict_images(load_estimator(run, device=device), photos, draw_dir=drawn)
-    write_predictions(result.table, out / "predict.csv")
-    console.print(predictions_table(result.table, width=console.width))
+    result = predict_images(load_estimator(run, device=device), photos, draw_dir=drawn,
+                            out=out / "predict.csv")
+    console.print(predictions_table(result.table, width=console.width, total=result.rows))
     return drawn

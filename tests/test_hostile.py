@@ -32,7 +32,7 @@ from faceage.manifest.datasets import CsvColumns, LabelOptions
 from faceage.manifest.read import read_manifest
 from faceage.model.checkpoint import save_checkpoint
 from faceage.predict.draw import draw_targets, is_drawn, save_drawn
-from faceage.predict.photos import check_out
+from faceage.predict.output import check_out
 from faceage.train.config import resolve_config
 from faceage.train.fit import run_training
 from faceage.train.runs import RunFolder, resolve_run_config

@@ -14,6 +14,7 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -340,7 +341,7 @@ def test_drawn_names_met_twice_get_numbered_case_blind() -> None:
 def test_the_console_table_stays_readable_in_80_columns() -> None:
     from rich.console import Console
 
-    from faceage.predict.photos import predictions_table
+    from faceage.predict.summary import predictions_table
 
     rows = [{"path": f"/data/some/long/folder/of/photos/person_{i:03d}_taken_in_2019.jpg", "face": 0,
              "status": "ok", "score": 0.99, "box_x1": 10.0, "box_y1": 20.0, "box_x2": 300.0, "box_y2": 400.0,
@@ -356,3 +357,80 @@ def test_the_console_table_stays_readable_in_80_columns() -> None:
     wide = Console(width=120, record=True)
     wide.print(predictions_table(table, width=120))
     assert "10,20,300,400" in wide.export_text()  # the box where there is room
+
+
+def _counting_find_faces(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Record the photos predict detects faces in (the ones it does not reuse)."""
+    import faceage.predict.photos as photos_module
+
+    seen: list[Path] = []
+    real = photos_module._find_faces
+
+    def counting(detector: Any, path: Path, settings: Any) -> Any:
+        seen.append(path)
+        return real(detector, path, settings)
+
+    monkeypatch.setattr(photos_module, "_find_faces", counting)
+    return seen
+
+
+def test_a_rerun_into_the_same_out_predicts_only_the_new_photos(
+        photos: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bundled = load_estimator(None, device="cpu")
+    out = tmp_path / "ages.csv"
+    first = predict_images(bundled, photos[:3], progress=False, out=out)
+    assert (first.rows, first.reused) == (3, 0) and read_table(out, FACE_PREDICTIONS)["model"].nunique() == 1
+    before = pd.read_csv(out)
+    seen = _counting_find_faces(monkeypatch)
+    again = predict_images(bundled, photos[:4], progress=False, out=out)
+    assert seen == [photos[3]] and again.reused == 3
+    after = pd.read_csv(out)
+    assert list(after["path"]) == [str(p) for p in photos[:4]]
+    pd.testing.assert_frame_equal(after.head(3), before)  # the kept rows are the earlier ones, unchanged
+    seen.clear()
+    other = predict_images(bundled, photos[:4], PredictOptions(min_face=40), progress=False, out=out)
+    assert len(seen) == 4 and other.reused == 0  # other settings: nothing reused
+    assert not any(p.name.endswith(".partial.csv") for p in tmp_path.iterdir())
+
+
+def test_a_killed_run_resumes_from_the_rows_it_flushed(
+        photos: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import faceage.predict.photos as photos_module
+
+    bundled = load_estimator(None, device="cpu")
+    out = tmp_path / "ages.json"
+    real, calls = photos_module._estimate, [0]
+
+    def dies_on_the_third_batch(estimator: Any, group: Any) -> None:
+        calls[0] += 1
+        if calls[0] == 3:
+            raise KeyboardInterrupt  # kill -9 loses no more than this: the staging file is flushed
+        real(estimator, group)
+
+    monkeypatch.setattr(photos_module, "_estimate", dies_on_the_third_batch)
+    with pytest.raises(KeyboardInterrupt):
+        predict_images(bundled, photos[:5], PredictOptions(batch_size=1), progress=False, out=out)
+    assert not out.exists() and (tmp_path / ".ages.json.partial.csv").is_file()
+    monkeypatch.undo()
+    seen = _counting_find_faces(monkeypatch)
+    resumed = predict_images(bundled, photos[:5], PredictOptions(batch_size=1), progress=False, out=out)
+    assert resumed.reused == 2 and seen == photos[2:5]
+    records = json.loads(out.read_text())
+    assert [r["path"] for r in records] == [str(p) for p in photos[:5]] and records[0]["face"] == 0
+    assert not (tmp_path / ".ages.json.partial.csv").exists()
+    seen.clear()
+    assert predict_images(bundled, photos[:5], progress=False, out=out).reused == 5 and not seen  # from JSON
+
+
+def test_shards_split_the_photos_between_them(photos: list[Path], tmp_path: Path) -> None:
+    bundled = load_estimator(None, device="cpu")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for photo in photos:
+        (folder / photo.name).symlink_to(photo)
+    parts = []
+    for i in range(3):
+        predict_images(bundled, [folder], progress=False, shard=(i, 3), out=tmp_path / f"s{i}.csv")
+        parts.append(set(pd.read_csv(tmp_path / f"s{i}.csv")["path"]))
+    assert set().union(*parts) == {str(tmp_path / "photos" / p.name) for p in photos}
+    assert sum(len(part) for part in parts) == len(photos)  # each photo in exactly one share

@@ -25,7 +25,14 @@ def predict_command(
              ".onnx (default: the bundled model, faceage/zoo).",
         show_default=False)] = None,
     out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="Write every row to this .csv or .json.")] = None,
+        "--out", "-o", help="Write every row to this .csv or .json, as it goes; a rerun into it keeps the "
+                            "photos it holds for the same model and settings and predicts the "
+                            "rest.")] = None,
+    shard: Annotated[str | None, typer.Option(
+        "--shard", help="i/n: predict only share i of n of the photos (by a hash of the path below the "
+                        "folder given, as align --shard), e.g. one SLURM array task each; give each its own "
+                        "--out.",
+        show_default=False)] = None,
     draw: Annotated[Path | None, typer.Option(
         "--draw", help="Folder for copies of the images with each box and 'age ± std' drawn.")] = None,
     fold: Annotated[int | None, typer.Option("--fold", help="Only this fold of a run folder.")] = None,
@@ -47,28 +54,35 @@ def predict_command(
     faceage/zoo/README.md) predicts, offline."""
     import os
 
-    import faceage.predict.photos as pr
+    from faceage.align.plan import parse_shard
     from faceage.predict.estimator import load_estimator
+    from faceage.predict.output import check_out
+    from faceage.predict.photos import predict_images
+    from faceage.predict.summary import predictions_table
 
     threads = threads or os.cpu_count() or 1
+    shares = parse_shard(shard)
     if out is not None:
-        pr.check_out(out, images)
+        check_out(out, images)
     estimator = load_estimator(model, fold=fold, device=device, threads=threads)
     options = PredictOptions(
         detector=detector, detector_model=None if detector_model is None else str(detector_model), size=size,
         min_face=min_face, score_threshold=score_threshold, threads=threads, device=device,
         batch_size=batch_size)
-    result = pr.predict_images(estimator, images, options, draw_dir=draw)
-    console.print(pr.predictions_table(result.table, width=console.width))
-    for line in pr.failures(result.table):
+    result = predict_images(estimator, images, options, draw_dir=draw, out=out, shard=shares)
+    console.print(predictions_table(result.table, width=console.width, total=result.rows))
+    for line in result.failures:
         console.print(f"[yellow]{escape(line)}[/]", highlight=False)
+    if result.failed > len(result.failures):
+        console.print(f"[yellow]… and {result.failed - len(result.failures)} more without a prediction"
+                      f"{f' (all in {out})' if out else ''}[/]", highlight=False)
     if out is not None:
-        pr.write_predictions(result.table, out)
-        console.print(f"wrote {escape(str(out))}", highlight=False)
+        kept = f", {result.reused} photos kept from the earlier run" if result.reused else ""
+        console.print(f"wrote {escape(str(out))} ({result.images} photos{kept})", highlight=False)
     if draw is not None:
         console.print(f"drew {len(result.drawn)} images into {escape(str(draw))}", highlight=False)
     if result.draw_error is not None:
         raise FaceageError(result.draw_error + (f" The predictions are in {out}." if out else ""))
-    if result.read == 0:
+    if result.read == 0 and result.reused == 0:
         console.print(f"[bold red]none of the {result.images} images could be read[/]", highlight=False)
         raise typer.Exit(1)

@@ -7,6 +7,8 @@ hidden files are listed, and nothing outside the folder is reached through a loo
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -97,3 +99,19 @@ def read_json_record(path: Path, fix: str) -> dict[str, Any] | None:
     if not isinstance(record, dict):
         raise FaceageError(f"{path}: holds a JSON {type(record).__name__}, not an object; {fix}")
     return record
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, computed once per (path, size, modification time) in a process."""
+    stat = path.stat()
+    return _sha256(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:
+    del size, mtime_ns  # part of the cache key only: a changed file is hashed again
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -137,6 +137,8 @@ FACE_PREDICTIONS = TableSpec(
         Column("mean", "float", nullable=True, doc="expected age of the (fold-averaged) distribution"),
         Column("std", "float", nullable=True, min=0, doc="its standard deviation; 0 for the l2 model"),
         Column("error", "str", nullable=True, doc="why there is no prediction"),
+        Column("model", "str", required=False, nullable=True, doc="identity of the model that predicted"),
+        Column("settings", "str", required=False, nullable=True, doc="hash of the align settings it used"),
     ),
 )
 

@@ -5,8 +5,5 @@ from .estimator import load_estimator as load_estimator
 from .export import export_onnx as export_onnx
 from .info import Ages as Ages, Estimator as Estimator, ModelInfo as ModelInfo
 from .options import PredictOptions as PredictOptions, alignment_for as alignment_for
-from .photos import (
-    PredictResult as PredictResult,
-    predict_images as predict_images,
-    write_predictions as write_predictions,
-)
+from .output import PredictionFile as PredictionFile
+from .photos import PredictResult as PredictResult, predict_images as predict_images

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from faceage.core.errors import FaceageError
+from faceage.core.extras import require_extra
 from faceage.model.inputs import preprocess as preprocess_crops
 from faceage.predict.info import Estimator, ModelInfo
 
@@ -36,6 +37,8 @@ def load_estimator(model: str | Path | None = None, fold: int | None = None, dev
             raise FaceageError(f"{path}: --fold picks a fold of a run folder; an exported model is already "
                                f"fixed (export it again with `faceage export RUN --fold {fold}`).")
         return load_onnx(path, device, threads)
+    require_extra("train", f"predicting with {path} (a run folder or checkpoint: torch; an exported .onnx "
+                           f"needs none)")
     from faceage.predict.torch_model import TorchEstimator, load_ensemble
 
     ensemble, info = load_ensemble(path, fold)

@@ -11,7 +11,6 @@ torch's fp32 outputs on real aligned faces.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import logging
 import os
@@ -28,6 +27,7 @@ from faceage.align.detect import onnx_session
 from faceage.core.atomic import OutputError, output_error, temporary_affixes
 from faceage.core.console import log
 from faceage.core.errors import FaceageError
+from faceage.core.extras import require_extra
 from faceage.core.files import list_images
 from faceage.core.imageio import decode_image
 from faceage.core.outputs import check_output, check_writable
@@ -64,8 +64,7 @@ def export_onnx(run: str | Path, out: str | Path, fold: int | None = None, opset
         raise FaceageError(f"--onnx {out}: name the file *.onnx.")
     if not 13 <= opset <= 23:
         raise FaceageError(f"--opset {opset}: choose an ONNX opset from 13 to 23 (default {DEFAULT_OPSET}).")
-    if importlib.util.find_spec("onnxscript") is None:
-        raise FaceageError("ONNX export needs onnxscript: pip install 'faceage[export]'.")
+    require_extra("export", "ONNX export")
     check_output(out, "--onnx")
     check_writable(out, "--onnx")
     ensemble, info = load_ensemble(run, fold)

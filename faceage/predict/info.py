@@ -28,6 +28,7 @@ class ModelInfo:
     alignment: AlignSettings | None = None  # how its training faces were aligned, as the model records it
     distribution: bool | None = None  # an age distribution (probs) or a regressed age; None: ask the loss
     norm: InputNorm | None = None  # the input normalisation; None: the backbone's, as timm states it
+    identity: str = ""  # what tells this model from any other (a content hash): predict tables record it
 
     def __post_init__(self) -> None:
         """A torch model leaves what its backbone and loss imply to be looked up (torch and timm are there);

@@ -12,6 +12,7 @@ import numpy as np
 from faceage.align.record import align_record, settings_from_record
 from faceage.align.settings import AlignSettings
 from faceage.core.errors import FaceageError
+from faceage.core.files import file_sha256
 from faceage.model.inputs import InputNorm
 from faceage.predict.info import Ages, ModelInfo, output_names, to_ages
 
@@ -51,7 +52,7 @@ def load_onnx(path: Path, device: str = "auto", threads: int = 1) -> OnnxEstimat
                          meta.get(META_PREFIX + "aligned") or None,
                          meta.get(META_PREFIX + "tta_flip") == "True",
                          _recorded_alignment(meta, path), distribution="probs" in outputs,
-                         norm=_recorded_norm(meta))
+                         norm=_recorded_norm(meta), identity=f"onnx:{file_sha256(path)[:16]}")
     except (KeyError, ValueError) as exc:
         raise FaceageError(f"{path}: not written by `faceage export` (metadata {exc} missing or bad); export "
                            f"the run with `faceage export RUN --onnx {path}`.") from None

@@ -1,52 +1,56 @@
 """`faceage predict`: every face in every image → detected → aligned as training's faces were → age ± std.
 
 Alignment reuses the align stage (image loading, detection with its shrink and padded retry, the template
-and warp, the minimum face size); the settings come from the faces.csv of the folder the run trained on
-(detector and crop size) unless given. Faces are batched across images for the model. An image that cannot
-be used gets one row with its status and the reason; the run always goes on.
+and warp, the minimum face size) with the settings the model records (`options.alignment_for`). Faces are
+batched across images for the model. An image that cannot be used gets one row with its status and the
+reason; the run always goes on. With `out`, rows go to the file batch by batch (`output.PredictionFile`:
+memory flat in the number of photos, resumable); `shard` takes one share of the photos, as align's does.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from rich.table import Table
 
 from faceage.align.detect import Detector, make_detector
 from faceage.align.faces import NO_FACE, find_faces
+from faceage.align.plan import Shard, in_shard
 from faceage.align.settings import AlignSettings
-from faceage.core.atomic import OutputError, write_csv_atomic, write_text_atomic
 from faceage.core.console import RateColumn, log, progress_bar
 from faceage.core.errors import FaceageError
 from faceage.core.files import list_images
 from faceage.core.imageio import ImageLoadError, load_rgb
-from faceage.core.outputs import check_output, check_writable
 from faceage.core.schema import BOX_COLUMNS, FACE_PREDICTIONS, validate
 from faceage.predict.draw import Mark, age_label, draw_targets, save_drawn
 from faceage.predict.estimator import preprocess
 from faceage.predict.info import Estimator
 from faceage.predict.options import PredictOptions, alignment_for
+from faceage.predict.output import PredictionFile
+from faceage.predict.summary import failure_lines
 
-OUT_FORMATS = (".csv", ".json")
 _HELD_PIXELS = 100_000_000  # images kept for drawing while their faces wait for a batch
-_BOX_WIDTH = 100  # terminal columns from which the predictions table shows each face's box
+SHOWN_ROWS = 50  # rows of the table kept for the console when the rows go to a file
+SHOWN_FAILURES = 20  # failure lines kept for the console
 
 
 @dataclass
 class PredictResult:
-    """The face table, and how many images were read at all (no_face counts as read)."""
+    """What a predict run did. `table` holds every row, or with `out` the first rows only (the file holds
+    all); `rows` counts them all, `reused` the photos an earlier run into `out` had predicted already."""
 
     table: pd.DataFrame
     images: int = 0
     read: int = 0
+    rows: int = 0
+    reused: int = 0
+    failures: list[str] = field(default_factory=list)  # the first SHOWN_FAILURES lines
+    failed: int = 0
     drawn: list[Path] = field(default_factory=list)
     draw_error: str | None = None  # why drawing stopped early (the predictions are complete)
 
@@ -86,30 +90,67 @@ def predict_images(
     options: PredictOptions = PredictOptions(),  # noqa: B008 - frozen, so a shared default is safe
     draw_dir: Path | None = None,
     progress: bool = True,
+    *,
+    out: Path | None = None,
+    shard: Shard | None = None,
 ) -> PredictResult:
-    """Predict every face in the images under `inputs`; with `draw_dir`, write drawn copies there."""
+    """Predict every face in the images under `inputs` (their share `shard`); with `out`, into that file
+    (resuming an earlier run into it); with `draw_dir`, write drawn copies there."""
     if options.batch_size < 1:
         raise FaceageError(f"--batch-size {options.batch_size}: give at least 1.")
-    named = collect_images(inputs, skip=draw_dir)
-    targets = draw_targets(named, draw_dir) if draw_dir is not None else {}
-    images = list(named)
+    found = collect_images(inputs, skip=draw_dir)
+    named = {path: rel for path, rel in found.items() if in_shard(rel, shard)}
+    if not named:
+        raise FaceageError(f"--shard {shard}: none of the {len(found)} images falls in this share of them; "
+                           f"give fewer shards, or more images.")
     settings = alignment_for(estimator.info, options)
-    detector = make_detector(settings.detector, settings.model, options.threads, options.device,
-                             settings.score_threshold)
-    result = PredictResult(pd.DataFrame(), images=len(images))
-    rows: list[dict[str, object]] = []
-    with progress_bar(RateColumn("images"), enabled=progress) as bar:
-        task = bar.add_task("predicting", total=len(images))
-        for done in _batches((_find_faces(detector, p, settings) for p in images), options.batch_size):
-            _estimate(estimator, done)
-            for item in done:
-                rows.extend(item.rows)
-                result.read += item.image is not None
-                if item.path in targets and item.image is not None and result.draw_error is None:
-                    _draw(item, targets[item.path], result)
-                bar.advance(task)
-    result.table = validate(pd.DataFrame(rows, columns=FACE_PREDICTIONS.names()), FACE_PREDICTIONS)
+    result = PredictResult(pd.DataFrame(columns=FACE_PREDICTIONS.names()), images=len(named))
+    chunks: list[pd.DataFrame] = []  # every row, when they stay in memory (no `out`)
+    with contextlib.ExitStack() as stack:
+        file = None
+        if out is not None:
+            file = stack.enter_context(PredictionFile(out, estimator.info.identity, settings.digest()))
+            file.begin(keep={str(path) for path in named})
+        todo = [path for path in named if file is None or str(path) not in file.done]
+        result.reused = len(named) - len(todo)
+        targets = draw_targets({p: named[p] for p in todo}, draw_dir) if draw_dir is not None else {}
+        detector = make_detector(settings.detector, settings.model, options.threads, options.device,
+                                 settings.score_threshold)
+        with progress_bar(RateColumn("images"), enabled=progress) as bar:
+            task = bar.add_task("predicting", total=len(todo))
+            for done in _batches((_find_faces(detector, p, settings) for p in todo), options.batch_size):
+                _estimate(estimator, done)
+                chunk = validate(pd.DataFrame([row for item in done for row in item.rows],
+                                              columns=FACE_PREDICTIONS.names()), FACE_PREDICTIONS)
+                if file is not None:
+                    file.add(chunk)
+                else:
+                    chunks.append(chunk)
+                _tally(result, chunk)
+                for item in done:
+                    result.read += item.image is not None
+                    if item.path in targets and item.image is not None and result.draw_error is None:
+                        _draw(item, targets[item.path], result)
+                    bar.advance(task)
+        if file is not None:
+            file.finish()
+    if chunks:
+        result.table = pd.concat(chunks, ignore_index=True)
+    if result.reused:
+        log.info("%d of %d photos were predicted by an earlier run into %s; kept", result.reused, len(named),
+                 out)
     return result
+
+
+def _tally(result: PredictResult, chunk: pd.DataFrame) -> None:
+    """Count a batch's rows and failures into `result`, keeping the first rows and lines for the console."""
+    kept = chunk.head(max(SHOWN_ROWS - len(result.table), 0))
+    if len(kept):
+        result.table = kept if result.table.empty else pd.concat([result.table, kept], ignore_index=True)
+    lines = failure_lines(chunk)
+    result.failures += lines[:max(SHOWN_FAILURES - len(result.failures), 0)]
+    result.failed += len(lines)
+    result.rows += len(chunk)
 
 
 def _draw(item: _Pending, target: Path, result: PredictResult) -> None:
@@ -186,81 +227,3 @@ def _marks(rows: list[dict[str, object]]) -> list[Mark]:
         label = age_label(float(str(row["pred"])), float(str(row["std"]))) if ok else str(row["status"])
         marks.append(Mark((x1, y1, x2, y2), label))
     return marks
-
-
-def check_out(out: Path, inputs: Sequence[Path] = ()) -> None:
-    """Refuse, before any work, an output whose format is unknown, that is an input or another stage's
-    table, or that cannot be created (so no prediction is computed in vain)."""
-    if out.suffix.lower() not in OUT_FORMATS:
-        raise FaceageError(f"--out {out}: write .csv or .json (the suffix decides).")
-    check_output(out, "--out", inputs=inputs, writes=FACE_PREDICTIONS)
-    check_writable(out, "--out")
-
-
-def write_predictions(table: pd.DataFrame, out: Path) -> None:
-    """The face table as CSV or JSON (a list of objects, null for missing values), atomically. When `out`
-    cannot be written (the disk filled up while predicting), the table goes to the temporary folder instead
-    and the error says where, so no computed prediction is lost."""
-    try:
-        _write_table(table, out)
-    except OutputError as exc:
-        fallback = Path(tempfile.gettempdir()) / f"faceage-predictions-{os.getpid()}{out.suffix.lower()}"
-        try:
-            _write_table(table, fallback)
-        except OutputError:
-            raise exc from None
-        raise FaceageError(f"{exc} The predictions were saved to {fallback} instead.") from exc
-
-
-def _write_table(table: pd.DataFrame, out: Path) -> None:
-    if out.suffix.lower() not in OUT_FORMATS:
-        raise FaceageError(f"--out {out}: write .csv or .json (the suffix decides).")
-    if out.suffix.lower() == ".csv":
-        write_csv_atomic(table, out)
-        return
-    records = json.loads(table.to_json(orient="records"))
-    write_text_atomic(out, json.dumps(records, indent=1, ensure_ascii=False) + "\n")
-
-
-def predictions_table(table: pd.DataFrame, limit: int = 50, width: int = 80) -> Table:
-    """The faces as a rich table (the first `limit` rows; the files hold all; reasons in `failures`) that
-    stays readable in `width` columns: paths below the folder all the photos share (named in the title),
-    and the box only where there is room for it."""
-    rows = table.head(limit)
-    folder = _shared_folder([str(p) for p in rows["path"]])
-    title = f"{len(table)} rows" + (f" (first {limit})" if len(table) > limit else "")
-    named = min(folder, os.path.relpath(folder), key=len) if folder else ""  # the shorter way to say it
-    shown = Table(title=title + (f" in {named}" if folder else ""), title_justify="left")
-    columns = ["path", "face", "age", "mean ± std", "score", *(["box"] if width >= _BOX_WIDTH else []),
-               "status"]
-    for name in columns:
-        shown.add_column(name, justify="left" if name in ("path", "status") else "right",
-                         overflow="fold" if name == "path" else "ellipsis", no_wrap=name != "path")
-    for row in rows.itertuples(index=False):
-        ok = row.status == "ok"
-        cells = [os.path.relpath(row.path, folder) if folder else str(row.path),
-                 "" if pd.isna(row.face) else str(row.face), f"{row.pred:.0f}" if ok else "",
-                 f"{row.mean:.1f} ± {row.std:.1f}" if ok else "",
-                 "" if pd.isna(row.score) else f"{row.score:.3f}"]
-        if "box" in columns:
-            cells.append("" if pd.isna(row.box_x1) else ",".join(f"{v:.0f}" for v in row[4:8]))
-        shown.add_row(*cells, row.status, style=None if ok else "yellow")
-    return shown
-
-
-def _shared_folder(paths: list[str]) -> str:
-    """The folder every one of `paths` lies in ("" when they share none, or it is the working directory)."""
-    if not paths:
-        return ""
-    try:
-        common = os.path.commonpath([os.path.dirname(p) or "." for p in paths])
-    except ValueError:  # absolute and relative paths mixed
-        return ""
-    return "" if common in ("", ".") else common
-
-
-def failures(table: pd.DataFrame) -> list[str]:
-    """One line per row without a prediction: the reason (which names the file)."""
-    bad = table[table["status"] != "ok"]
-    return [f"{row.status}: {row.error if str(row.path) in str(row.error) else f'{row.path}: {row.error}'}"
-            for row in bad.itertuples(index=False)]

@@ -10,6 +10,7 @@ that average.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -103,8 +104,18 @@ def load_ensemble(model: str | Path, fold: int | None = None) -> tuple[FoldEnsem
             log.warning("fold %d of %s has not finished training; using its %s", k, path, file.name)
     settings = _one_input(used)
     info = ModelInfo(str(path), settings.backbone, settings.loss, settings.img_size, settings.resize,
-                     tuple(folds), settings.images, settings.tta_flip, alignment)
+                     tuple(folds), settings.images, settings.tta_flip, alignment,
+                     identity=_identity([file for _, file in files]))
     return FoldEnsemble(members, info.flip).eval(), info
+
+
+def _identity(files: list[Path]) -> str:
+    """What tells these checkpoints from others without reading gigabytes: names, sizes and times."""
+    digest = hashlib.blake2b(digest_size=8)
+    for file in files:
+        stat = file.stat()
+        digest.update(f"{file.resolve()}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    return f"torch:{digest.hexdigest()}"
 
 
 def _one_input(used: list[tuple[Path, ModelSettings]]) -> ModelSettings:

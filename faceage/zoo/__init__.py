@@ -7,12 +7,11 @@ on, how, and how well it does on faces it never saw. Reads only files inside thi
 
 from __future__ import annotations
 
-import functools
-import hashlib
 from pathlib import Path
 
 from faceage.core.atomic import atomic_path
 from faceage.core.errors import FaceageError
+from faceage.core.files import file_sha256
 
 ZOO_DIR = Path(__file__).resolve().parent
 BUNDLED_NAME = "faceage-age-lite0.onnx"
@@ -27,7 +26,7 @@ def bundled_model(folder: Path = ZOO_DIR) -> Path:
                            f"faceage from its repository (pip install --force-reinstall .), or pass --model "
                            f"with a run folder, checkpoint or .onnx file.")
     expected = expected_file.read_text().split()[0].lower()
-    found = _sha256(path, path.stat().st_size, path.stat().st_mtime_ns)
+    found = file_sha256(path)
     if found != expected:
         raise FaceageError(f"{path}: the bundled model is damaged (sha256 {found[:16]}…, expected "
                            f"{expected[:16]}… from {expected_file.name}); reinstall faceage (pip install "
@@ -37,18 +36,7 @@ def bundled_model(folder: Path = ZOO_DIR) -> Path:
 
 def write_checksum(path: Path) -> str:
     """Write `<path>.sha256` for a freshly exported bundled model; returns the digest."""
-    digest = _sha256(path, path.stat().st_size, path.stat().st_mtime_ns)
+    digest = file_sha256(path)
     with atomic_path(path.with_name(path.name + ".sha256")) as tmp:
         tmp.write_text(f"{digest}  {path.name}\n")
     return digest
-
-
-@functools.lru_cache(maxsize=4)
-def _sha256(path: Path, size: int, mtime_ns: int) -> str:
-    """The file's sha256, computed once per (path, size, mtime) in a process."""
-    del size, mtime_ns  # part of the cache key only: a changed file is hashed again
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
