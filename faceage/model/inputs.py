@@ -47,10 +47,12 @@ def preprocess(crops: Sequence[np.ndarray] | np.ndarray, img_size: int, resize: 
         return np.zeros((0, 3, img_size, img_size), dtype=np.float32)
     if not 1 <= img_size <= resize:
         raise ValueError(f"img_size {img_size} must lie in 1..resize ({resize})")
-    images = np.stack([resize_square(np.asarray(c, dtype=np.uint8), resize) for c in crops])
-    top = left = centre_offset(resize, img_size)
-    patch = images[:, top:top + img_size, left:left + img_size].transpose(0, 3, 1, 2).astype(np.float32)
     scale, shift = norm_factors(norm)
-    patch *= scale
-    patch += shift
-    return np.ascontiguousarray(patch)
+    top = left = centre_offset(resize, img_size)
+    out = np.empty((len(crops), 3, img_size, img_size), dtype=np.float32)
+    for i, crop in enumerate(crops):  # one face at a time: no stacked or transposed copies of the batch
+        face = resize_square(np.asarray(crop, dtype=np.uint8), resize)
+        face = face[top:top + img_size, left:left + img_size]
+        np.multiply(face.transpose(2, 0, 1), scale[0], out=out[i])  # uint8 → float32 exactly, then × scale
+    out += shift
+    return out
