@@ -115,3 +115,13 @@ def _sha256(path: Path, size: int, mtime_ns: int) -> str:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def real_path(path: Path) -> Path:
+    """`path` with its links resolved; a link that loops (`x -> x`) or cannot be followed stays as given,
+    made absolute, instead of raising: callers compare paths, and such a file is an input's problem (its row
+    says unreadable), not a crash."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):  # Python < 3.13 raises RuntimeError on a loop
+        return Path(os.path.abspath(path))

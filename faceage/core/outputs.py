@@ -15,6 +15,7 @@ from pathlib import Path
 
 from faceage.core.atomic import output_error, temporary_affixes
 from faceage.core.errors import FaceageError
+from faceage.core.files import real_path
 from faceage.core.layout import FACES_CSV, PREDICTIONS_CSV
 from faceage.core.schema import FACE_PREDICTIONS, FACES, MANIFEST, PREDICTIONS, TableSpec
 
@@ -42,7 +43,7 @@ def check_output(path: Path, flag: str, inputs: Iterable[Path] = (), writes: Tab
     than the kind this output writes (`writes`)."""
     if path.is_dir():
         raise FaceageError(f"{flag} {path}: is a folder; give a file path.")
-    if path.resolve() in {p.resolve() for p in inputs}:
+    if real_path(path) in {real_path(p) for p in inputs}:
         raise FaceageError(f"{flag} {path}: this is an input of the command; choose another output path.")
     kind = table_kind(path)
     if kind is not None and (writes is None or kind != writes.kind):

@@ -23,11 +23,23 @@ def pct(value: float | None, digits: int = 1) -> str:
     return MISSING if value is None or not math.isfinite(value) else f"{100 * value:.{digits}f} %"
 
 
+def csv_safe(text: str) -> str:
+    """A text cell a spreadsheet will not run as a formula: one starting with =, +, -, @, a tab or a carriage
+    return gets a leading apostrophe (OWASP's rule for CSV injection)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def one_line(text: str) -> str:
+    """`text` with its line breaks as spaces: a Markdown heading or table cell must stay on its line."""
+    return " ".join(str(text).splitlines())
+
+
 def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    """The lines of a Markdown table and a blank line after it; a `|` in a cell is escaped."""
+    """The lines of a Markdown table and a blank line after it: a `|` in a cell is escaped and a line break
+    becomes a space (a run named with one would otherwise end its row)."""
 
     def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+        return "| " + " | ".join(one_line(c).replace("|", "\\|") for c in cells) + " |"
 
     return [line(header), "|" + "|".join("---" for _ in header) + "|", *(line(r) for r in rows), ""]
 

@@ -23,7 +23,7 @@ from PIL import Image
 from rich.table import Table
 
 from faceage.evaluate.folds import fold_rows
-from faceage.evaluate.formatting import MISSING, md_table, num, pct, rich_table
+from faceage.evaluate.formatting import MISSING, md_table, num, one_line, pct, rich_table
 from faceage.evaluate.metrics import COVERAGE_MULTIPLES, GroupStats, gaussian_share
 from faceage.evaluate.registry import PRIMARY, metric, scored_at, spread_fields
 from faceage.evaluate.summary import Metrics
@@ -190,7 +190,7 @@ def _group_rows(groups: list[GroupStats]) -> list[list[str]]:
 
 def _input_section(item: InputMetrics) -> list[str]:
     m = item.metrics
-    out = [f"## {item.label}", "", f"Source: `{item.source}` ({m.n} faces)", ""]
+    out = [f"## {one_line(item.label)}", "", f"Source: `{one_line(str(item.source))}` ({m.n} faces)", ""]
     if m.epsilon.value is not None:
         out += [
             f"ε-error {metric('eps').text(m.epsilon.value)} over {m.epsilon.n} faces with a crowd std; "

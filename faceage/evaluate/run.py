@@ -18,11 +18,13 @@ import pandas as pd
 from faceage.core.atomic import atomic_path
 from faceage.core.console import log
 from faceage.core.errors import FaceageError
+from faceage.core.files import real_path
 from faceage.core.layout import PREDICTIONS_CSV, RUNS_DIR
 from faceage.core.outputs import check_output, check_sidecar, has_header
 from faceage.core.schema import PREDICTIONS, read_table
 from faceage.evaluate.compare import RESAMPLES, Comparison, compare_groups, group_runs
 from faceage.evaluate.compare_report import comparison_markdown
+from faceage.evaluate.formatting import csv_safe
 from faceage.evaluate.report import (
     PLOT_FORMATS,
     InputMetrics,
@@ -107,7 +109,7 @@ def _check_outputs(named: dict[str, Path | None], sidecars: dict[Path, str], tab
     """The outputs the user named may replace files, never an input or another stage's table; the sidecars
     (the CS table beside the plot, the plot a report links) replace only earlier ones."""
     given = [p for p in (*named.values(), *sidecars) if p is not None]
-    if len({p.resolve() for p in given}) != len(given):
+    if len({real_path(p) for p in given}) != len(given):
         raise FaceageError(f"two outputs share a path ({', '.join(map(str, given))}); give each its own.")
     for flag, path in named.items():
         if path is not None:
@@ -181,7 +183,7 @@ def evaluate(
         contents[coverage] = coverage_plot(with_std, fmt=coverage.suffix.lower().lstrip("."))
     if curve is not None and curve_csv is not None:
         contents[curve] = cs_plot(results, fmt=curve.suffix.lower().lstrip("."))
-        contents[curve_csv] = cs_table(results).to_csv(index=False).encode()
+        contents[curve_csv] = cs_table(results).rename(columns=csv_safe).to_csv(index=False).encode()
     if json_path is not None:
         contents[json_path] = (metrics_json(results) if comparison is None else json.dumps(
             {"inputs": [metrics_dict(i) for i in results], "comparison": comparison.to_dict()},

@@ -18,7 +18,7 @@ from rich.table import Table
 from faceage.core.atomic import atomic_path
 from faceage.core.console import console, log
 from faceage.core.errors import FaceageError
-from faceage.core.files import list_images, read_json_record
+from faceage.core.files import list_images, read_json_record, real_path
 from faceage.core.layout import ALIGN_RECORD, ALIGNED_FORMATS, FACES_CSV, aligned_relpath
 from faceage.core.outputs import check_output
 from faceage.core.schema import FACES, MANIFEST, MAX_AGE, TableError, read_table, validate
@@ -122,7 +122,7 @@ def write_manifest(result: ManifestResult, out: Path, dropped_out: Path | None =
     check_output(out, "--out", inputs=result.inputs, writes=MANIFEST)
     if dropped_out is not None:
         check_output(dropped_out, "--dropped", inputs=result.inputs)
-    if dropped_out is not None and dropped_out.resolve() == out.resolve():
+    if dropped_out is not None and real_path(dropped_out) == real_path(out):
         raise FaceageError(f"--out and --dropped are both {out}; give each its own file.")
     tables = [(result.manifest, out), *([(result.summary.dropped, dropped_out)] if dropped_out else [])]
     with contextlib.ExitStack() as stack:  # both renamed into place only once both are written

@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 from faceage.core.atomic import write_bytes_atomic
 from faceage.core.console import log
 from faceage.core.errors import FaceageError
-from faceage.core.files import is_aligned_folder
+from faceage.core.files import is_aligned_folder, real_path
 from faceage.core.layout import FACES_CSV, output_names
 
 BOX_COLOUR = (255, 64, 32)
@@ -82,9 +82,9 @@ def draw_targets(images: dict[Path, str], out_dir: Path) -> dict[Path, Path]:
         rels[name] = image
         taken.add(name.casefold())
     targets = {rels[rel]: out_dir / name for rel, name in output_names(list(rels), "jpg").items()}
-    inputs = {p.expanduser().resolve() for p in images}
+    inputs = {real_path(p.expanduser()) for p in images}
     for source, target in targets.items():
-        if target.resolve() in inputs:
+        if real_path(target) in inputs:
             raise FaceageError(f"--draw {out_dir}: the drawn copy of {source} would overwrite the input "
                                f"{target}; choose a --draw folder apart from the images.")
     return _around_foreign_files(targets, out_dir)
@@ -120,8 +120,17 @@ def is_drawn(path: Path) -> bool:
         return False
 
 
+class UndrawableError(FaceageError):
+    """This one image cannot be drawn (JPEG has no room for its size); the others can."""
+
+
 def save_drawn(image: np.ndarray, marks: Sequence[Mark], target: Path) -> None:
-    """Draw `marks` on a copy of `image` and write it to `target` as JPEG, atomically."""
+    """Draw `marks` on a copy of `image` and write it to `target` as JPEG, atomically; UndrawableError for an
+    image that cannot be encoded (over 65,500 px a side), OutputError when the file cannot be written."""
     buffer = io.BytesIO()
-    draw_marks(image, marks).save(buffer, format="JPEG", quality=JPEG_QUALITY, comment=DRAWN_MARK)
+    try:
+        draw_marks(image, marks).save(buffer, format="JPEG", quality=JPEG_QUALITY, comment=DRAWN_MARK)
+    except (OSError, ValueError) as exc:  # raised in memory, by the encoder: nothing to do with the disk
+        raise UndrawableError(f"{target}: not drawn ({exc}); the image's other outputs are complete."
+                              ) from exc
     write_bytes_atomic(target, buffer.getvalue())

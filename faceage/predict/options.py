@@ -50,7 +50,7 @@ def alignment_for(info: ModelInfo, options: PredictOptions) -> AlignSettings:
     settings = replace(
         recorded, detector=options.detector or recorded.detector,
         model=options.detector_model if options.detector_model is not None else recorded.model,
-        size=options.size or recorded.size,
+        size=recorded.size if options.size is None else options.size,  # 0 is refused by check(), not ignored
         score_threshold=(recorded.score_threshold if options.score_threshold is None
                          else options.score_threshold),
         min_face=recorded.min_face if options.min_face is None else options.min_face, device=options.device)

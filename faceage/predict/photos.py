@@ -29,7 +29,7 @@ from faceage.core.errors import FaceageError
 from faceage.core.files import list_images
 from faceage.core.imageio import ImageLoadError, load_rgb
 from faceage.core.schema import BOX_COLUMNS, FACE_PREDICTIONS, validate
-from faceage.predict.draw import Mark, age_label, draw_targets, save_drawn
+from faceage.predict.draw import Mark, UndrawableError, age_label, draw_targets, save_drawn
 from faceage.predict.estimator import preprocess
 from faceage.predict.info import Estimator
 from faceage.predict.options import PredictOptions, alignment_for, split_threads
@@ -163,6 +163,9 @@ def _draw(item: _Pending, target: Path, result: PredictResult) -> None:
     """Write one drawn copy; the first failure (disk full) stops the drawing, not the predictions."""
     try:
         save_drawn(item.image, _marks(item.rows), target)  # type: ignore[arg-type]  # checked by the caller
+    except UndrawableError as exc:  # this image only: the others are drawn
+        log.warning("%s", exc)
+        return
     except FaceageError as exc:
         result.draw_error = f"drawing stopped after {len(result.drawn)} images: {exc}"
         log.warning("%s; the predictions go on", result.draw_error)

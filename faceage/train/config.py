@@ -20,6 +20,7 @@ from faceage.core.errors import FaceageError
 from faceage.core.files import read_yaml_mapping
 from faceage.core.layout import RUNS_DIR, default_manifest_path
 
+MAX_SEED = 2**31 - 1  # seed + fold stays below 2**32 for every protocol's folds
 DEFAULT_DATASET = "morph2"
 DEFAULT_PROTOCOL = "se"  # names the default manifest when neither it nor a protocol is given
 SCHEDULES = ("step", "cosine")
@@ -172,6 +173,9 @@ def _check(cfg: TrainConfig, source: str) -> None:
             problems.append(f"{name} may not be negative, not {getattr(cfg, name)}")
     if cfg.img_size > cfg.resize:
         problems.append(f"img_size (the crop, {cfg.img_size}) may not exceed resize ({cfg.resize})")
+    if not 0 <= cfg.seed <= MAX_SEED:  # else torch refuses it mid-run, or two seeds give one run
+        problems.append(f"seed must lie in 0..{MAX_SEED} (fold k seeds 32-bit generators with seed + k), not "
+                        f"{str(cfg.seed)[:40]}")
     if cfg.fold is not None and cfg.fold < 0:
         problems.append(f"fold must be a test fold (0 or more), not {cfg.fold}")
     if cfg.workers is not None and cfg.workers < 1:

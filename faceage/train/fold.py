@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from faceage.core.console import log
+from faceage.core.errors import FaceageError
 from faceage.manifest.protocols import FoldSplit
 from faceage.model.checkpoint import load_training_state
 from faceage.model.losses import make_loss
@@ -74,6 +75,11 @@ def _epoch(job: TrainingJob, fold: Fold, learner: Learner, files: FoldFiles, epo
         raise RunInterruptedError(f"stopped at {plan.label}, step {fold.progress.step} (saved); "
                                   f"{job.resume_hint()}")
     val = _validate(job, fold)
+    if len(fold.split.val) and not math.isfinite(val["val_mae"]):
+        loss = fold.progress.means().get("loss", math.nan)
+        raise FaceageError(f"{plan.label}: the validation MAE is {val['val_mae']}: the model's ages are no "
+                           f"longer finite (training diverged; mean training loss {loss:.4g}). Train with a "
+                           f"lower --lr into a fresh --out.")
     fold.scheduler.step(epoch + 1)
     improved = cfg.keep == "best" and (not len(fold.split.val) or val["val_mae"] < fold.best_val_mae)
     if improved:
