@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import run_main
 from PIL import Image
+from test_study import _study_args, faces  # noqa: F401 - the study's chips (once a session)
 from test_train import Data, _train, tiny_data  # noqa: F401 - the tiny SE training set (once a session)
 
 from faceage.core.errors import FaceageError
@@ -88,3 +90,20 @@ def test_a_diverging_run_names_the_epoch_and_the_fix(tiny_data: Data, tmp_path: 
     monkeypatch.setattr("faceage.train.job.TrainingJob.mae", lambda *args: math.nan)
     with pytest.raises(FaceageError, match=r"fold 0, epoch 1/2: the validation MAE is nan.*lower --lr"):
         _train(tiny_data, tmp_path / "run", fold=0)
+
+
+# a study counts only the runs it planned
+
+def test_a_run_trained_by_hand_into_a_study_folder_is_refused_not_counted(
+        faces: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "study"
+    args = _study_args(faces, out)
+    flags = dict(zip(args[1::2], args[2::2], strict=False))  # the run's train flags, as the study gives them
+    by_hand = resolve_config(None, {"images": faces[0], "manifest": faces[1], "loss": "mv", "seed": 0,
+                                    "out": out / "mv-s0", "lr": 0.5, "backbone": flags["--backbone"],
+                                    "pretrained": "none", "protocol": "se"})
+    (out / "mv-s0").mkdir(parents=True)
+    (out / "mv-s0" / "config.yaml").write_text(by_hand.to_yaml())
+    code, text = run_main(args, monkeypatch, capsys)
+    assert code == 2 and "trained with other settings than the study plans" in text and "lr: 0.5" in text

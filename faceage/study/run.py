@@ -18,7 +18,7 @@ from pathlib import Path
 
 from faceage.core.atomic import atomic_path, is_temporary
 from faceage.core.console import log
-from faceage.core.errors import StageInterruptedError
+from faceage.core.errors import FaceageError, StageInterruptedError
 from faceage.core.layout import PREDICTIONS_CSV, RUN_CONFIG
 from faceage.core.lock import folder_lock
 from faceage.core.schema import PREDICTIONS, read_table
@@ -38,7 +38,7 @@ from faceage.study.plan import (
     shared_config,
     study_settings,
 )
-from faceage.train.config import TrainConfig
+from faceage.train.config import TrainConfig, load_saved_config, resolve_config, resume_conflicts
 from faceage.train.fit import run_training
 from faceage.train.job import RunInterruptedError
 from faceage.train.runs import RunFolder, resolve_run_config
@@ -95,6 +95,20 @@ def run_study(spec: StudySpec) -> StudyResult:
     return StudyResult(comparison, trained, skipped, written)
 
 
+def _check_planned(spec: StudySpec, loss: str, seed: int) -> None:
+    """Refuse a run folder whose saved settings are not the ones the study plans for it (a run trained by
+    hand into the study folder, say): counting it would compare another experiment."""
+    saved_path = spec.run_dir(loss, seed) / RUN_CONFIG
+    if not saved_path.is_file():
+        return
+    planned = resolve_config(spec.recipe, spec.run_flags(loss, seed))
+    differ = resume_conflicts(planned, load_saved_config(saved_path))
+    if differ:
+        raise FaceageError(f"{saved_path.parent}: this run was trained with other settings than the study "
+                           f"plans for it ({'; '.join(differ)[:300]}); move it aside, then rerun the study "
+                           f"to train it as planned.")
+
+
 def _train_runs(spec: StudySpec) -> tuple[list[str], list[str]]:
     """Train (or continue) every run not yet finished, in order; Ctrl-C leaves a resumable study."""
     trained, skipped = [], []
@@ -102,6 +116,7 @@ def _train_runs(spec: StudySpec) -> tuple[list[str], list[str]]:
     started = time.monotonic()
     for i, (loss, seed) in enumerate(runs, 1):
         name = run_name(loss, seed)
+        _check_planned(spec, loss, seed)
         cfg = resolve_run_config(spec.recipe, spec.run_flags(loss, seed), resume=True)
         if run_finished(cfg):
             log.info("study %s [%d/%d] %s: finished earlier, skipped", spec.out, i, len(runs), name)
