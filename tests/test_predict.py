@@ -279,7 +279,7 @@ def test_cli_end_to_end(trained_run: Path, photos: list[Path], bad_inputs_dir: P
     records = json.loads((tmp_path / "faces.json").read_text())
     assert [r["status"] for r in records] == ["ok", "ok", "unreadable"] and records[2]["pred"] is None
     np.testing.assert_allclose([r["mean"] for r in records[:2]], table["mean"][:2])
-    drawn = sorted(p.name for p in (tmp_path / "drawn").iterdir())
+    drawn = sorted(p.name for p in (tmp_path / "drawn").glob("*.jpg"))
     assert drawn == sorted(f"{p.stem}.jpg" for p in photos[:2])
     # nothing readable at all: the table is still written, the exit code says so
     nothing = runner.invoke(app, ["predict", "--model", str(trained_run),
@@ -315,7 +315,7 @@ def test_a_full_disk_while_drawing_keeps_every_prediction(
     message = str(result.exception)
     assert "drawing stopped after 1 images" in message and "No space left" in message
     assert list(read_table(tmp_path / "p.csv", FACE_PREDICTIONS)["status"]) == ["ok", "ok", "ok"]
-    assert len(list((tmp_path / "drawn").iterdir())) == 1
+    assert len(list((tmp_path / "drawn").glob("*.jpg"))) == 1
 
 
 def test_draw_never_overwrites_an_input(trained_run: Path, tmp_path: Path, photos: list[Path]) -> None:

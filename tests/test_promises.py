@@ -15,7 +15,11 @@ from PIL import Image
 from test_study import _study_args, faces  # noqa: F401 - the study's chips (once a session)
 from test_train import Data, _train, tiny_data  # noqa: F401 - the tiny SE training set (once a session)
 
+from faceage.align.run import align_folder
+from faceage.core.atomic import remove_temporaries_of
 from faceage.core.errors import FaceageError
+from faceage.core.layout import IMAGE_CACHE
+from faceage.core.lock import BusyError, folder_lock
 from faceage.evaluate.run import evaluate
 from faceage.predict.estimator import load_estimator
 from faceage.predict.options import PredictOptions, alignment_for
@@ -107,3 +111,71 @@ def test_a_run_trained_by_hand_into_a_study_folder_is_refused_not_counted(
     (out / "mv-s0" / "config.yaml").write_text(by_hand.to_yaml())
     code, text = run_main(args, monkeypatch, capsys)
     assert code == 2 and "trained with other settings than the study plans" in text and "lr: 0.5" in text
+
+
+# one writer per folder, across commands
+
+def test_predict_draw_and_align_never_share_a_folder(bundled, morph_dir: Path,  # type: ignore[no-untyped-def]
+                                                     tmp_path: Path) -> None:
+    photo = sorted((morph_dir / "images").glob("*.JPG"))[0]
+    with folder_lock(tmp_path / "shared", "the align output"), pytest.raises(BusyError, match="in use"):
+        predict_images(bundled, [photo], draw_dir=tmp_path / "shared", progress=False)
+    assert not any((tmp_path / "shared").glob("*.jpg"))
+
+
+def test_a_clean_up_never_touches_another_jobs_working_files(morph_dir: Path, tmp_path: Path) -> None:
+    """align's clean-up of its killed run's temporaries leaves train's image cache (and its build) alone."""
+    raw, dst = tmp_path / "raw", tmp_path / "aligned"
+    raw.mkdir()
+    (raw / "a.JPG").symlink_to(sorted((morph_dir / "images").glob("*.JPG"))[0])
+    building = dst / IMAGE_CACHE / f".{'k' * 32}.u8.abcd1234.tmp.u8"  # a live train's cache being built
+    building.parent.mkdir(parents=True)
+    building.write_bytes(b"rows")
+    left = dst / ".a.jpg.wxyz9876.tmp.jpg"  # align's own, from a killed run
+    left.write_bytes(b"half")
+    align_folder(raw, dst, workers=1, progress=False)
+    assert building.read_bytes() == b"rows" and not left.exists()
+
+
+def test_a_killed_jobs_leftovers_go_with_the_next_run(tmp_path: Path) -> None:
+    from faceage.core.atomic import temporary_affixes
+    from faceage.train.cache import open_cache
+
+    images = tmp_path / "faces"
+    images.mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(images / "a.jpg")
+    killed_build = images / IMAGE_CACHE / ".0123456789abcdef0123456789abcdef.u8.abcd1234.tmp.u8"
+    killed_build.parent.mkdir()
+    killed_build.write_bytes(b"\0" * 1000)  # a full-size temporary a killed build left
+    open_cache(images, ["a.jpg"], size=8, workers=1)
+    assert not killed_build.exists()
+    target = tmp_path / "model.onnx"
+    prefix, suffix = temporary_affixes(target)
+    staging = tmp_path / f"{prefix}abcd1234{suffix[:4]}"  # a killed export's staging folder
+    staging.mkdir()
+    (staging / "model.onnx").write_bytes(b"half")
+    other = tmp_path / ".other.onnx.abcd1234.tmp"
+    other.mkdir()
+    assert remove_temporaries_of(target) == 1 and not staging.exists() and other.exists()
+
+
+# writes never leave their output folder
+
+def test_an_output_folder_linking_outside_is_refused(bundled, morph_dir: Path,  # type: ignore[no-untyped-def]
+                                                     tmp_path: Path) -> None:
+    raw, dst = tmp_path / "raw", tmp_path / "aligned"
+    raw.mkdir()
+    source = raw / "a.jpg"
+    source.write_bytes((sorted((morph_dir / "images").glob("*.JPG"))[0]).read_bytes())
+    dst.mkdir()
+    (dst / "into_src").symlink_to(raw)  # aligned/into_src/a.jpg would be the source photo itself
+    before = source.read_bytes()
+    with pytest.raises(FaceageError, match=r"links that lead outside it .*into_src"):
+        align_folder(raw, dst, workers=1, progress=False)
+    with pytest.raises(FaceageError, match=r"the drawing folder holds links that lead outside it"):
+        predict_images(bundled, [source], draw_dir=dst, progress=False)
+    assert source.read_bytes() == before
+    (dst / "inside").symlink_to(dst / "sub", target_is_directory=True)  # a link that stays inside is fine
+    (dst / "into_src").unlink()
+    align_folder(raw, dst, workers=1, progress=False)
+    assert source.read_bytes() == before and (dst / "a.jpg").is_file()

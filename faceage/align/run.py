@@ -36,7 +36,7 @@ from faceage.align.settings import AlignSettings
 from faceage.core.atomic import OutputError, remove_temporaries, write_bytes_atomic, write_csv_atomic
 from faceage.core.console import RateColumn, log, progress_bar
 from faceage.core.errors import FaceageError, StageInterruptedError
-from faceage.core.files import list_images
+from faceage.core.files import check_no_links_out, list_images
 from faceage.core.layout import output_names, shard_table
 from faceage.core.lock import folder_lock
 from faceage.core.schema import FACES
@@ -113,6 +113,7 @@ def align_folder(
                                            name=f".faceage-{shard_table(shard)}.lock"))
         else:
             remove_temporaries(dst)  # left by a killed run; no other writer can be using them now
+        check_no_links_out(dst, "the align output")
         write_align_record(dst, settings)
         return _align(src, dst, rels, settings, workers, shard, progress, limit, started)
 

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 import re
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from faceage.core.errors import FaceageError
+from faceage.core.layout import PRIVATE_FOLDERS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -92,10 +94,12 @@ def is_temporary(name: str) -> bool:
 
 
 def remove_temporaries(folder: Path) -> int:
-    """Delete the temporaries a killed run left anywhere under `folder` (links are not followed); returns
-    how many. Call it only while holding the folder's lock, so no live writer loses its file."""
+    """Delete the temporaries a killed run left anywhere under `folder` (links are not followed; another
+    job's private folders, `layout.PRIVATE_FOLDERS`, are not entered); returns how many. Call it only while
+    holding the folder's lock, so no live writer loses its file."""
     removed = 0
     for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if d not in PRIVATE_FOLDERS]
         for name in [*files, *dirs]:
             if is_temporary(name):
                 path = Path(root, name)
@@ -108,6 +112,23 @@ def remove_temporaries(folder: Path) -> int:
                         path.unlink()
                     removed += 1
         dirs[:] = [d for d in dirs if not is_temporary(d)]
+    return removed
+
+
+def remove_temporaries_of(target: Path) -> int:
+    """Delete the temporaries (files or staging folders) a killed write of `target` left beside it; returns
+    how many. Call it only while holding the lock that guards `target`."""
+    prefix, _ = temporary_affixes(target)
+    removed = 0
+    with contextlib.suppress(OSError):
+        for entry in list(target.parent.iterdir()):
+            if is_temporary(entry.name) and entry.name.startswith(prefix):
+                with contextlib.suppress(OSError):
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry)
+                    else:
+                        entry.unlink()
+                    removed += 1
     return removed
 
 

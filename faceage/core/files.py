@@ -20,7 +20,7 @@ from faceage.core.atomic import is_temporary
 from faceage.core.console import log
 from faceage.core.errors import FaceageError
 from faceage.core.imageio import is_image_name
-from faceage.core.layout import FACES_CSV
+from faceage.core.layout import FACES_CSV, PRIVATE_FOLDERS
 
 
 def list_images(root: Path, skip: Path | None = None, sources_only: bool = False) -> list[str]:
@@ -125,3 +125,22 @@ def real_path(path: Path) -> Path:
         return path.resolve()
     except (RuntimeError, OSError):  # Python < 3.13 raises RuntimeError on a loop
         return Path(os.path.abspath(path))
+
+
+def check_no_links_out(folder: Path, what: str) -> None:
+    """Refuse an output folder holding links that lead outside it: writing through one would put outputs
+    (or overwrite files) elsewhere, an input folder included. Links that stay inside are fine."""
+    if not folder.is_dir():
+        return
+    real = real_path(folder)
+    leaving: list[str] = []
+    for root, dirs, files in os.walk(folder):  # links are listed, never entered
+        for name in (*dirs, *files):
+            entry = Path(root, name)
+            if entry.is_symlink() and not real_path(entry).is_relative_to(real):
+                leaving.append(f"{entry} → {real_path(entry)}")
+        dirs[:] = [d for d in dirs if d not in PRIVATE_FOLDERS]
+    if leaving:
+        shown = "; ".join(leaving[:3]) + (f" and {len(leaving) - 3} more" if len(leaving) > 3 else "")
+        raise FaceageError(f"{folder}: {what} holds links that lead outside it ({shown}); faceage never "
+                           f"writes through them. Remove the links, or choose another folder.")

@@ -22,6 +22,8 @@ ALIGN_RECORD = "align.json"
 PREDICTIONS_CSV = "predictions.csv"
 RUN_CONFIG = "config.yaml"
 RUNS_DIR = Path("runs")
+IMAGE_CACHE = ".faceage-cache"  # train's decoded images inside an aligned folder: its own, under its own lock
+PRIVATE_FOLDERS = frozenset({IMAGE_CACHE})  # a job's working folders no other job's clean-up enters
 MANIFESTS_DIR = Path("manifests")
 
 

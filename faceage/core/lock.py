@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from faceage.core.atomic import output_error
+from faceage.core.console import log
 from faceage.core.errors import FaceageError
 
 LOCK_FILE = ".faceage.lock"
@@ -28,10 +29,12 @@ class BusyError(FaceageError):
 
 
 @contextlib.contextmanager
-def folder_lock(folder: Path, what: str, name: str = LOCK_FILE, shared: bool = False) -> Iterator[None]:
+def folder_lock(folder: Path, what: str, name: str = LOCK_FILE, shared: bool = False,
+                wait: bool = False) -> Iterator[None]:
     """Hold `folder`'s lock file `name` (exclusive, or shared with other shared holders) for the block.
 
-    `what` says in the refusal what the folder is ("the align output", "the run folder").
+    `what` says in the refusal what the folder is ("the align output", "the run folder"); with `wait`, a
+    busy lock is waited for (saying so) instead of refused: for work another job may be doing for us.
     """
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -39,12 +42,17 @@ def folder_lock(folder: Path, what: str, name: str = LOCK_FILE, shared: bool = F
     except OSError as exc:
         raise output_error(folder / name, exc) from exc
     try:
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         try:
-            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _holder(fd) or "jobs that share it, such as align shards"
-            raise BusyError(f"{folder}: {what} is in use by another faceage process ({holder}); wait for "
-                            f"it to finish, or stop it, then run again (or choose another folder).") from None
+            if not wait:
+                raise BusyError(f"{folder}: {what} is in use by another faceage process ({holder}); wait "
+                                f"for it to finish, or stop it, then run again (or choose another folder)."
+                                ) from None
+            log.info("%s: %s is in use by another faceage process (%s); waiting for it", folder, what, holder)
+            fcntl.flock(fd, mode)
         if not shared:
             try:
                 os.ftruncate(fd, 0)

@@ -24,12 +24,13 @@ import numpy as np
 import torch
 
 from faceage.align.detect import onnx_session
-from faceage.core.atomic import OutputError, output_error, temporary_affixes
+from faceage.core.atomic import OutputError, output_error, remove_temporaries_of, temporary_affixes
 from faceage.core.console import log
 from faceage.core.errors import FaceageError
 from faceage.core.extras import require_extra
 from faceage.core.files import list_images
 from faceage.core.imageio import decode_image
+from faceage.core.lock import folder_lock
 from faceage.core.outputs import check_output, check_writable
 from faceage.predict.estimator import preprocess
 from faceage.predict.info import ModelInfo, output_names
@@ -71,7 +72,8 @@ def export_onnx(run: str | Path, out: str | Path, fold: int | None = None, opset
     info = replace(info, alignment=recorded_alignment(info))  # the file carries how training aligned faces
     x = check_faces(info, faces)
     prefix, suffix = temporary_affixes(out)
-    with _staged(out, prefix, suffix[:4]) as folder:
+    with folder_lock(out.parent, f"the ONNX file {out.name}", name=f".faceage-{out.name}.lock"), \
+            _staged(out, prefix, suffix[:4]) as folder:
         staged = Path(folder) / out.name  # the final name: an external .data file is found by it
         write_onnx(ensemble.cpu(), info, x[:2], staged, opset)
         diff = parity(ensemble, info, x, staged, "cpu")
@@ -91,7 +93,9 @@ def export_onnx(run: str | Path, out: str | Path, fold: int | None = None, opset
 
 @contextlib.contextmanager
 def _staged(out: Path, prefix: str, suffix: str) -> Iterator[str]:
-    """A hidden staging folder beside `out` (removed afterwards); a failed write names `out` and the fix."""
+    """A hidden staging folder beside `out` (removed afterwards, and any a killed export into `out` left:
+    the caller holds `out`'s lock); a failed write names `out` and the fix."""
+    remove_temporaries_of(out)
     try:
         with tempfile.TemporaryDirectory(dir=out.parent, prefix=prefix, suffix=suffix) as folder:
             yield folder

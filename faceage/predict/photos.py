@@ -26,8 +26,9 @@ from faceage.align.plan import Shard, in_shard
 from faceage.align.settings import AlignSettings
 from faceage.core.console import RateColumn, log, progress_bar
 from faceage.core.errors import FaceageError
-from faceage.core.files import list_images
+from faceage.core.files import check_no_links_out, list_images
 from faceage.core.imageio import ImageLoadError, load_rgb
+from faceage.core.lock import folder_lock
 from faceage.core.schema import BOX_COLUMNS, FACE_PREDICTIONS, validate
 from faceage.predict.draw import Mark, UndrawableError, age_label, draw_targets, save_drawn
 from faceage.predict.estimator import preprocess
@@ -114,6 +115,9 @@ def predict_images(
         if out is not None:
             file = stack.enter_context(PredictionFile(out, estimator.info.identity, settings.digest()))
             file.begin(keep={str(path) for path in named})
+        if draw_dir is not None:  # one writer: align into the same folder waits its turn
+            stack.enter_context(folder_lock(draw_dir, "the drawing folder"))
+            check_no_links_out(draw_dir, "the drawing folder")
         todo = [path for path in named if file is None or str(path) not in file.done]
         result.reused = len(named) - len(todo)
         targets = draw_targets({p: named[p] for p in todo}, draw_dir) if draw_dir is not None else {}

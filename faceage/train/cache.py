@@ -23,13 +23,15 @@ from pathlib import Path
 import numpy as np
 from rich.progress import Progress, TaskID
 
-from faceage.core.atomic import atomic_path, write_text_atomic
+from faceage.core.atomic import atomic_path, remove_temporaries, write_text_atomic
 from faceage.core.console import RateColumn, log, progress_bar
 from faceage.core.errors import FaceageError
 from faceage.core.imageio import decode_image
+from faceage.core.layout import IMAGE_CACHE
+from faceage.core.lock import folder_lock
 
 CACHE_VERSION = 1
-CACHE_FOLDER = ".faceage-cache"
+CACHE_LOCK = ".faceage-cache.lock"
 _CHUNK = 32  # images per task of the decoding pool
 _PER_WORKER = 32  # below this many images per worker a process pool costs more than it saves
 
@@ -40,14 +42,14 @@ def cache_dir_for(images_root: Path) -> Path:
     if override:
         return Path(override).expanduser()
     if _writable(images_root):
-        return images_root / CACHE_FOLDER
+        return images_root / IMAGE_CACHE
     return Path("~/.cache/faceage").expanduser()
 
 
 def _writable(folder: Path) -> bool:
     """True if we may create the cache folder in `folder`; a folder without write bits counts as read-only
     even for root, who could write there anyway."""
-    target = folder / CACHE_FOLDER
+    target = folder / IMAGE_CACHE
     probe = target if target.is_dir() else folder
     try:
         mode = probe.stat().st_mode
@@ -92,11 +94,16 @@ def open_cache(
     data_file, meta_file = folder / f"{key}.u8", folder / f"{key}.json"
     shape = (len(paths), size, size, 3)
     if not _valid(data_file, meta_file, key, shape):
-        _build(images_root, paths, size, data_file, workers)
-        meta = {"version": CACHE_VERSION, "key": key, "listing": listing, "shape": list(shape), "size": size,
-                "dtype": "uint8", "images_root": str(images_root.resolve())}
-        write_text_atomic(meta_file, json.dumps(meta, indent=1) + "\n")
-        _remove_stale(folder, key, listing)
+        # one builder at a time (another training of the same images waits, then reuses its cache); a
+        # killed build's full-size temporary is removed by the next build, under the same lock
+        with folder_lock(_writable_folder(folder), "the image cache", name=CACHE_LOCK, wait=True):
+            if not _valid(data_file, meta_file, key, shape):
+                remove_temporaries(folder)
+                _build(images_root, paths, size, data_file, workers)
+                meta = {"version": CACHE_VERSION, "key": key, "listing": listing, "shape": list(shape),
+                        "size": size, "dtype": "uint8", "images_root": str(images_root.resolve())}
+                write_text_atomic(meta_file, json.dumps(meta, indent=1) + "\n")
+                _remove_stale(folder, key, listing)
     return np.memmap(data_file, dtype=np.uint8, mode="r", shape=shape)
 
 
