@@ -179,3 +179,19 @@ def test_an_output_folder_linking_outside_is_refused(bundled, morph_dir: Path,  
     (dst / "into_src").unlink()
     align_folder(raw, dst, workers=1, progress=False)
     assert source.read_bytes() == before and (dst / "a.jpg").is_file()
+
+
+def test_a_header_of_a_million_columns_is_refused_at_once(tmp_path: Path) -> None:
+    table = tmp_path / "predictions.csv"
+    table.write_text(",".join(f"c{i}" for i in range(1_000_000)) + "\n" + "1," * 999_999 + "1\n")
+    with pytest.raises(FaceageError, match=r"predictions\.csv: the header \(first line\) is over 65,536"):
+        evaluate([table])
+
+
+def test_an_error_quoting_a_huge_value_prints_a_few_lines(monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    huge = "x" * 10_000_000
+    monkeypatch.setattr("faceage.doctor.collect", lambda: (_ for _ in ()).throw(FaceageError(f"{huge}: bad")))
+    code, text = run_main(["doctor"], monkeypatch, capsys)
+    assert code == 2 and len(text) < 2_200 and "9,998,005 characters left out" in text
+    assert text.rstrip().endswith("bad")

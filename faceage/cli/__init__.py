@@ -19,12 +19,23 @@ from faceage.core.errors import FaceageError, StageInterruptedError
 
 __all__ = ["app", "main"]
 
+MESSAGE_LIMIT = 2000  # characters of an error message printed; a quoted value rarely needs more than 200
+
 for _name, _command in (
     ("align", align.align_command), ("manifest", manifest.manifest_command), ("train", train.train_command),
     ("eval", evaluate.eval_command), ("study", study.study_command), ("predict", predict.predict_command),
     ("export", export.export_command), ("doctor", tools.doctor_command), ("demo", tools.demo_command),
 ):
     app.command(_name)(_command)
+
+
+def shown(message: str, limit: int = MESSAGE_LIMIT) -> str:
+    """A message as printed: one that quotes a huge value (a 100 MB path from a table, say) keeps its start
+    and end and says how much was left out, so printing it takes no time."""
+    if len(message) <= limit:
+        return message
+    half = limit // 2
+    return f"{message[:half]} … [{len(message) - 2 * half:,} characters left out] … {message[-half:]}"
 
 
 def main() -> None:
@@ -35,17 +46,18 @@ def main() -> None:
     except StageInterruptedError as exc:
         for detail in exc.details():
             console.print(detail)
-        console.print(f"[yellow]{escape(str(exc))}[/]", highlight=False)
+        console.print(f"[yellow]{escape(shown(str(exc)))}[/]", highlight=False)
         sys.exit(130)
     except CtrlCError:
         console.print("[yellow]interrupted; what was written stays: run the same command again to continue "
                       "(faceage train with --resume).[/]", highlight=False)
         sys.exit(130)
     except FaceageError as exc:
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        console.print(f"[bold red]error:[/] {escape(shown(str(exc)))}", highlight=False)
         sys.exit(2)
     except OSError as exc:  # a file problem no stage foresaw: one line naming the file, never a traceback
         where = f"{exc.filename}: " if exc.filename else ""
-        console.print(f"[bold red]error:[/] {escape(where + (exc.strerror or str(exc)))}; check the disk, "
+        text = shown(where + (exc.strerror or str(exc)))
+        console.print(f"[bold red]error:[/] {escape(text)}; check the disk, "
                       "the path and its permissions, then run the same command again.", highlight=False)
         sys.exit(2)

@@ -6,7 +6,6 @@ message naming the file, the row (as numbered in the file, header = line 1) and 
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 import warnings
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from faceage.core.errors import FaceageError
+from faceage.core.header import read_header
 
 ColumnType = Literal["str", "int", "float"]
 
@@ -257,6 +257,7 @@ def read_csv_strings(path: str | os.PathLike[str], fix: str, skip_initial_space:
         kind = "does not exist" if not Path(path).exists() else "is not a regular file"
         raise TableError(f"{path}: {kind}; {fix}")
     try:
+        read_header(path)  # refuses a monstrous first line before pandas reads it
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
             df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], index_col=False,
@@ -274,8 +275,7 @@ def read_csv_strings(path: str | os.PathLike[str], fix: str, skip_initial_space:
 
 
 def _refuse_repeated_columns(path: str | os.PathLike[str]) -> None:
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        header = [name.strip() for name in next(csv.reader(fh), [])]
+    header = read_header(path)
     repeated = sorted({name for name in header if header.count(name) > 1})
     if repeated:
         raise TableError(f"{path}: column(s) {repeated} appear more than once in the header; keep one of "
