@@ -195,3 +195,20 @@ def test_an_error_quoting_a_huge_value_prints_a_few_lines(monkeypatch: pytest.Mo
     code, text = run_main(["doctor"], monkeypatch, capsys)
     assert code == 2 and len(text) < 2_200 and "9,998,005 characters left out" in text
     assert text.rstrip().endswith("bad")
+
+
+def test_a_photo_named_like_a_formula_is_text_in_every_csv_and_keeps_its_name(
+        bundled, morph_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    photo = Path("=HYPERLINK(evil).jpg")  # given as a relative path: the table's cell starts with "="
+    photo.write_bytes(sorted((morph_dir / "images").glob("*.JPG"))[0].read_bytes())
+    out = tmp_path / "ages.csv"
+    predict_images(bundled, [photo], progress=False, out=out)
+    assert out.read_text().splitlines()[1].startswith("'=HYPERLINK(evil).jpg,")  # a spreadsheet shows it
+    assert predict_images(bundled, [photo], progress=False, out=out).reused == 1  # every stage reads the name
+    raw, aligned = tmp_path / "raw", tmp_path / "aligned"
+    raw.mkdir()
+    (raw / "-001A05.jpg").write_bytes(photo.read_bytes())
+    align_folder(raw, aligned, workers=1, progress=False)
+    assert "\n'-001A05.jpg," in (aligned / "faces.csv").read_text()
+    assert align_folder(raw, aligned, workers=1, progress=False).reused == 1

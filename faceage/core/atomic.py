@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from faceage.core.errors import FaceageError
 from faceage.core.layout import PRIVATE_FOLDERS
+from faceage.core.spreadsheet import escape_cells
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -172,6 +173,6 @@ def write_text_atomic(target: str | os.PathLike[str], text: str) -> None:
 
 
 def write_csv_atomic(df: pd.DataFrame, target: str | os.PathLike[str]) -> None:
-    """Write a table as CSV (no index) atomically."""
+    """Write a table as CSV (no index) atomically, its text cells safe from spreadsheets."""
     with atomic_path(target) as tmp:
-        df.to_csv(tmp, index=False)
+        escape_cells(df).to_csv(tmp, index=False)

@@ -19,6 +19,7 @@ import pandas as pd
 
 from faceage.core.errors import FaceageError
 from faceage.core.header import read_header
+from faceage.core.spreadsheet import unescape_cells
 
 ColumnType = Literal["str", "int", "float"]
 
@@ -263,7 +264,7 @@ def read_csv_strings(path: str | os.PathLike[str], fix: str, skip_initial_space:
             df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], index_col=False,
                              skipinitialspace=skip_initial_space)
         _refuse_repeated_columns(path)  # pandas renames a repeated `pred` to `pred.1` without a word
-        return df
+        return unescape_cells(df)  # a cell written as '=x (core.spreadsheet) reads back as =x
     except pd.errors.ParserWarning as exc:
         raise TableError(f"{path}: rows have more fields than the header ({exc}); fix the file.") from exc
     except pd.errors.EmptyDataError as exc:

@@ -23,12 +23,6 @@ def pct(value: float | None, digits: int = 1) -> str:
     return MISSING if value is None or not math.isfinite(value) else f"{100 * value:.{digits}f} %"
 
 
-def csv_safe(text: str) -> str:
-    """A text cell a spreadsheet will not run as a formula: one starting with =, +, -, @, a tab or a carriage
-    return gets a leading apostrophe (OWASP's rule for CSV injection)."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def one_line(text: str) -> str:
     """`text` with its line breaks as spaces: a Markdown heading or table cell must stay on its line."""
     return " ".join(str(text).splitlines())

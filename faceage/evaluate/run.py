@@ -22,9 +22,9 @@ from faceage.core.files import real_path
 from faceage.core.layout import PREDICTIONS_CSV, RUNS_DIR
 from faceage.core.outputs import check_output, check_sidecar, has_header
 from faceage.core.schema import PREDICTIONS, read_table
+from faceage.core.spreadsheet import escape_text
 from faceage.evaluate.compare import RESAMPLES, Comparison, compare_groups, group_runs
 from faceage.evaluate.compare_report import comparison_markdown
-from faceage.evaluate.formatting import csv_safe
 from faceage.evaluate.report import (
     PLOT_FORMATS,
     InputMetrics,
@@ -183,7 +183,7 @@ def evaluate(
         contents[coverage] = coverage_plot(with_std, fmt=coverage.suffix.lower().lstrip("."))
     if curve is not None and curve_csv is not None:
         contents[curve] = cs_plot(results, fmt=curve.suffix.lower().lstrip("."))
-        contents[curve_csv] = cs_table(results).rename(columns=csv_safe).to_csv(index=False).encode()
+        contents[curve_csv] = cs_table(results).rename(columns=escape_text).to_csv(index=False).encode()
     if json_path is not None:
         contents[json_path] = (metrics_json(results) if comparison is None else json.dumps(
             {"inputs": [metrics_dict(i) for i in results], "comparison": comparison.to_dict()},

@@ -22,6 +22,7 @@ from faceage.core.files import list_images, read_json_record, real_path
 from faceage.core.layout import ALIGN_RECORD, ALIGNED_FORMATS, FACES_CSV, aligned_relpath
 from faceage.core.outputs import check_output
 from faceage.core.schema import FACES, MANIFEST, MAX_AGE, TableError, read_table, validate
+from faceage.core.spreadsheet import escape_cells
 from faceage.manifest.datasets import DATASETS, LabelOptions, load_labels
 from faceage.manifest.labels import DROPPED_COLUMNS, Labels, dropped_rows
 from faceage.manifest.names import NAMED_DATASETS, labels_from_names
@@ -127,7 +128,7 @@ def write_manifest(result: ManifestResult, out: Path, dropped_out: Path | None =
     tables = [(result.manifest, out), *([(result.summary.dropped, dropped_out)] if dropped_out else [])]
     with contextlib.ExitStack() as stack:  # both renamed into place only once both are written
         for df, target in tables:
-            df.to_csv(stack.enter_context(atomic_path(target)), index=False)
+            escape_cells(df).to_csv(stack.enter_context(atomic_path(target)), index=False)
 
 
 def summarize(manifest: pd.DataFrame, dropped: pd.DataFrame, dataset: str, protocol: str) -> ManifestSummary:

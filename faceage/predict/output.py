@@ -27,6 +27,7 @@ from faceage.core.errors import FaceageError
 from faceage.core.lock import folder_lock
 from faceage.core.outputs import check_output, check_writable
 from faceage.core.schema import FACE_PREDICTIONS, TableError, read_csv_strings, validate
+from faceage.core.spreadsheet import escape_cells, unescape_cells
 
 OUT_FORMATS = (".csv", ".json")
 _CHUNK_ROWS = 50_000  # rows converted to JSON at a time
@@ -76,7 +77,7 @@ class PredictionFile:
             header = pd.DataFrame(columns=FACE_PREDICTIONS.names())
             header.to_csv(self._stream, index=False)
             for rows in kept:
-                rows.to_csv(self._stream, index=False, header=False)
+                escape_cells(rows).to_csv(self._stream, index=False, header=False)
             self._stream.flush()
         except OSError as exc:
             raise output_error(self.staging, exc) from exc
@@ -87,7 +88,7 @@ class PredictionFile:
         rows = validate(rows.assign(model=self.model, settings=self.settings)[FACE_PREDICTIONS.names()],
                         FACE_PREDICTIONS, "predictions")
         try:
-            rows.to_csv(self._stream, index=False, header=False)
+            escape_cells(rows).to_csv(self._stream, index=False, header=False)
             self._stream.flush()
         except OSError as exc:
             raise output_error(self.staging, exc) from exc
@@ -156,4 +157,4 @@ def _csv_to_json(source: Path, fh: IO[str]) -> None:
 
 def _chunks(source: Path) -> Iterator[pd.DataFrame]:
     for chunk in pd.read_csv(source, dtype=str, keep_default_na=False, na_values=[""], chunksize=_CHUNK_ROWS):
-        yield validate(chunk, FACE_PREDICTIONS, str(source))
+        yield validate(unescape_cells(chunk), FACE_PREDICTIONS, str(source))
