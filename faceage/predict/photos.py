@@ -130,8 +130,8 @@ def predict_images(
                              depth=options.batch_size)
             for done in _batches(located, options.batch_size):
                 _estimate(estimator, done)
-                chunk = validate(pd.DataFrame([row for item in done for row in item.rows],
-                                              columns=FACE_PREDICTIONS.names()), FACE_PREDICTIONS)
+                rows = [row for item in done for row in item.rows]
+                chunk = pd.DataFrame(rows, columns=FACE_PREDICTIONS.names())  # validated once: file or below
                 if file is not None:
                     file.add(chunk)
                 else:
@@ -145,7 +145,7 @@ def predict_images(
         if file is not None:
             file.finish()
     if chunks:
-        result.table = pd.concat(chunks, ignore_index=True)
+        result.table = validate(pd.concat(chunks, ignore_index=True), FACE_PREDICTIONS)
     if result.reused:
         log.info("%d of %d photos were predicted by an earlier run into %s; kept", result.reused, len(named),
                  out)
