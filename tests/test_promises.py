@@ -212,3 +212,14 @@ def test_a_photo_named_like_a_formula_is_text_in_every_csv_and_keeps_its_name(
     align_folder(raw, aligned, workers=1, progress=False)
     assert "\n'-001A05.jpg," in (aligned / "faces.csv").read_text()
     assert align_folder(raw, aligned, workers=1, progress=False).reused == 1
+
+
+def test_eval_never_writes_into_a_folder_another_command_is_writing(tmp_path: Path) -> None:
+    table = tmp_path / "predictions.csv"
+    pd.DataFrame({"path": ["a.jpg"], "age": [30.0], "pred": [31.0]}).to_csv(table, index=False)
+    busy = tmp_path / "aligned"
+    with folder_lock(busy, "the align output"), pytest.raises(BusyError, match="in use"):
+        evaluate([table], report=busy / "report.md")
+    assert not (busy / "report.md").exists()
+    evaluate([table], report=busy / "report.md")  # once align is done
+    assert (busy / "report.md").is_file()

@@ -20,6 +20,7 @@ from faceage.core.console import log
 from faceage.core.errors import FaceageError
 from faceage.core.files import real_path
 from faceage.core.layout import PREDICTIONS_CSV, RUNS_DIR
+from faceage.core.lock import folder_lock
 from faceage.core.outputs import check_output, check_sidecar, has_header
 from faceage.core.schema import PREDICTIONS, read_table
 from faceage.core.spreadsheet import escape_text
@@ -204,8 +205,12 @@ def _link(target: Path, report: Path) -> str:
 
 
 def _write_all(contents: dict[Path, bytes]) -> None:
-    """Write every file to a temporary beside it, then rename them all; a failure (an OutputError naming
-    the file and the fix) leaves none behind."""
+    """Write every file to a temporary beside it, then rename them all, holding each output folder's lock
+    (a folder align or train is writing is refused); a failure (an OutputError naming the file and the fix)
+    leaves none behind."""
     with contextlib.ExitStack() as stack:
+        for folder in sorted({real_path(target).parent for target in contents}):
+            if folder.is_dir():  # a folder eval makes has no other writer
+                stack.enter_context(folder_lock(folder, "an output folder of faceage eval"))
         for target, data in contents.items():
             stack.enter_context(atomic_path(target)).write_bytes(data)
