@@ -152,4 +152,4 @@ def test_the_cuda_difference_never_comes_from_a_cpu_fallback(trained_run: Path, 
 def _beside(target: Path) -> list[str]:
     """The files in `target`'s folder but exports' lock files: no staging folder or temporary left."""
     return sorted(p.name for p in target.parent.iterdir()
-                  if not (p.name.startswith(".faceage-") and p.name.endswith(".lock")))
+                  if not p.name.endswith(".faceage.lock"))

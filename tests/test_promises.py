@@ -223,3 +223,20 @@ def test_eval_never_writes_into_a_folder_another_command_is_writing(tmp_path: Pa
     assert not (busy / "report.md").exists()
     evaluate([table], report=busy / "report.md")  # once align is done
     assert (busy / "report.md").is_file()
+
+
+@pytest.mark.parametrize("threads", ["0", "-1"])
+def test_predict_threads_below_one_are_refused(threads: str, morph_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    photo = sorted((morph_dir / "images").glob("*.JPG"))[0]
+    code, text = run_main(["predict", str(photo), "--threads", threads], monkeypatch, capsys)
+    assert code == 2 and f"--threads {threads}: give at least 1" in text
+
+
+def test_an_out_name_of_250_bytes_is_written_and_resumed(bundled, morph_dir: Path,  # type: ignore[no-untyped-def]
+                                                         tmp_path: Path) -> None:
+    photo = sorted((morph_dir / "images").glob("*.JPG"))[0]
+    out = tmp_path / ("a" * 246 + ".csv")  # 250 bytes: the staging file and the lock beside it still fit
+    predict_images(bundled, [photo], progress=False, out=out)
+    assert list(pd.read_csv(out)["status"]) == ["ok"]
+    assert predict_images(bundled, [photo], progress=False, out=out).reused == 1

@@ -62,7 +62,9 @@ def predict_command(
     from faceage.predict.photos import predict_images
     from faceage.predict.summary import predictions_table
 
-    threads = threads or os.cpu_count() or 1
+    if threads is not None and threads < 1:  # 0 is not "the default": say so
+        raise FaceageError(f"--threads {threads}: give at least 1 (leave it out for every core).")
+    threads = threads if threads is not None else os.cpu_count() or 1
     shares = parse_shard(shard)
     if out is not None:
         check_out(out, images)

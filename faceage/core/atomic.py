@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import re
 import shutil
@@ -87,6 +88,16 @@ def temporary_affixes(target: Path) -> tuple[str, str]:
     room = limit - len(suffix.encode()) - _RANDOM - 2  # the leading and trailing dots of the prefix
     name = target.name.encode()[:max(room, 1)].decode(errors="ignore")
     return f".{name}.", suffix
+
+
+def hidden_name(target: Path, label: str) -> str:
+    """`.<target's name>.<label>`: a hidden file beside `target` that belongs to it (a lock, a staging
+    table), its name shortened (with a hash of it) when it would not fit the file system's limit."""
+    name = target.name
+    if len(name.encode()) + len(label.encode()) + 2 > _NAME_MAX:
+        short = name.encode()[:_NAME_MAX // 2].decode(errors="ignore")
+        name = f"{short}~{hashlib.blake2b(target.name.encode(), digest_size=4).hexdigest()}"
+    return f".{name}.{label}"
 
 
 def is_temporary(name: str) -> bool:

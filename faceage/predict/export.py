@@ -24,7 +24,13 @@ import numpy as np
 import torch
 
 from faceage.align.detect import onnx_session
-from faceage.core.atomic import OutputError, output_error, remove_temporaries_of, temporary_affixes
+from faceage.core.atomic import (
+    OutputError,
+    hidden_name,
+    output_error,
+    remove_temporaries_of,
+    temporary_affixes,
+)
 from faceage.core.console import log
 from faceage.core.errors import FaceageError
 from faceage.core.extras import require_extra
@@ -72,7 +78,7 @@ def export_onnx(run: str | Path, out: str | Path, fold: int | None = None, opset
     info = replace(info, alignment=recorded_alignment(info))  # the file carries how training aligned faces
     x = check_faces(info, faces)
     prefix, suffix = temporary_affixes(out)
-    with folder_lock(out.parent, f"the ONNX file {out.name}", name=f".faceage-{out.name}.lock"), \
+    with folder_lock(out.parent, f"the ONNX file {out.name}", name=hidden_name(out, "faceage.lock")), \
             _staged(out, prefix, suffix[:4]) as folder:
         staged = Path(folder) / out.name  # the final name: an external .data file is found by it
         write_onnx(ensemble.cpu(), info, x[:2], staged, opset)

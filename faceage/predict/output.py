@@ -21,7 +21,7 @@ from typing import IO
 
 import pandas as pd
 
-from faceage.core.atomic import atomic_path, output_error
+from faceage.core.atomic import atomic_path, hidden_name, output_error
 from faceage.core.console import log
 from faceage.core.errors import FaceageError
 from faceage.core.lock import folder_lock
@@ -44,7 +44,7 @@ def check_out(out: Path, inputs: Sequence[Path] = ()) -> None:
 
 def staging_path(out: Path) -> Path:
     """Where the rows of a run into `out` accumulate until it finishes."""
-    return out.with_name(f".{out.name}.partial.csv")
+    return out.with_name(hidden_name(out, "partial.csv"))
 
 
 class PredictionFile:
@@ -60,7 +60,7 @@ class PredictionFile:
 
     def __enter__(self) -> PredictionFile:
         self._stack.enter_context(folder_lock(self.out.parent, f"the predictions table {self.out.name}",
-                                              name=f".faceage-{self.out.name}.lock"))
+                                              name=hidden_name(self.out, "faceage.lock")))
         for earlier in (self.staging, self.out):
             for path, rows in self._reusable(earlier).items():
                 self.done.setdefault(path, rows)
