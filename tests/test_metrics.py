@@ -144,3 +144,17 @@ def test_chalearn_labels_have_five_zero_sigmas(chalearn_dir: Path) -> None:
     positive = sigma[sigma > 0]
     expected = (5 * 1.0 + np.sum(1 - np.exp(-1 / (2 * positive**2)))) / 1400
     assert off.value == pytest.approx(expected, rel=1e-12)
+
+
+def test_each_age_group_says_whether_its_uncertainty_is_honest() -> None:
+    """Within 1 / 2 predicted stds per true-age group: an over-confident group shows it even when the
+    overall share looks right."""
+    age = [10, 12, 14, 16, 30, 32, 34, 36]
+    mean = [11, 14, 17, 20, 30.5, 32.5, 33.5, 35.5]  # the young off by 1..4 years, the 30s by 0.5
+    std = [1.0] * 8
+    m = summarize(age, np.round(mean), mean=mean, std=std)
+    young, older = m.per_group[0], m.per_group[1]
+    assert (young.label, young.n, young.within_1std, young.within_2std) == ("0–19", 4, 0.25, 0.5)
+    assert (older.n, older.within_1std, older.within_2std) == (4, 1.0, 1.0)
+    assert m.per_group[4].within_1std is None  # an empty group
+    assert summarize(age, np.round(mean)).per_group[0].within_1std is None  # no std: no shares

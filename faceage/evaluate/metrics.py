@@ -80,7 +80,9 @@ def epsilon_error(pred: ArrayLike, mu: ArrayLike, sigma: ArrayLike) -> EpsilonEr
 
 @dataclass(frozen=True)
 class GroupStats:
-    """Count, MAE and mean signed error (pred − age, the bias) of the images whose true age is in [lo, hi)."""
+    """Count, MAE and mean signed error (pred − age, the bias) of the images whose true age is in [lo, hi),
+    and, where the table has a predicted std, the shares within 1 and 2 stds (is the uncertainty honest at
+    this age?)."""
 
     label: str
     lo: float
@@ -88,20 +90,31 @@ class GroupStats:
     n: int
     mae: float | None
     bias: float | None
+    within_1std: float | None = None
+    within_2std: float | None = None
 
 
-def _group(pred: Floats, age: Floats, label: str, lo: float, hi: float) -> GroupStats:
+def _group(pred: Floats, age: Floats, label: str, lo: float, hi: float,
+           spread: tuple[Floats, Floats] | None = None) -> GroupStats:
     inside = (age >= lo) & (age < hi)
     if not inside.any():
         return GroupStats(label, lo, hi, 0, None, None)
     diff = pred[inside] - age[inside]
-    return GroupStats(label, lo, hi, int(inside.sum()), float(np.abs(diff).mean()), float(diff.mean()))
+    shares: tuple[float | None, float | None] = (None, None)
+    if spread is not None:
+        honest = calibrate(spread[0][inside], age[inside], spread[1][inside], "")
+        shares = (honest.within_1std, honest.within_2std)
+    n, mae_, bias = int(inside.sum()), float(np.abs(diff).mean()), float(diff.mean())
+    return GroupStats(label, lo, hi, n, mae_, bias, *shares)
 
 
-def per_group(pred: ArrayLike, age: ArrayLike) -> list[GroupStats]:
-    """The paper's Table 1 groups (0–19 … 80+), all five listed; an empty group has n = 0 and None metrics."""
+def per_group(pred: ArrayLike, age: ArrayLike, spread: tuple[ArrayLike, ArrayLike] | None = None
+              ) -> list[GroupStats]:
+    """The paper's Table 1 groups (0–19 … 80+), all five listed; an empty group has n = 0 and None metrics.
+    `spread` (the center the std is around, the std) adds each group's shares within 1 and 2 stds."""
     pred_a, age_a = _arr(pred), _arr(age)
-    return [_group(pred_a, age_a, label, lo, hi) for label, lo, hi in PAPER_GROUPS]
+    arrays = None if spread is None else (_arr(spread[0]), _arr(spread[1]))
+    return [_group(pred_a, age_a, label, lo, hi, arrays) for label, lo, hi in PAPER_GROUPS]
 
 
 def per_decade(pred: ArrayLike, age: ArrayLike) -> list[GroupStats]:

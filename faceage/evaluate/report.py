@@ -127,8 +127,9 @@ def _clean(value: Any) -> Any:
 
 
 def _group_dict(g: GroupStats) -> dict[str, Any]:
+    shares = {} if g.within_1std is None else {"within_1std": g.within_1std, "within_2std": g.within_2std}
     return {"group": g.label, "lo": g.lo, "hi": g.hi if math.isfinite(g.hi) else None,
-            "n": g.n, "mae": g.mae, "bias": g.bias}
+            "n": g.n, "mae": g.mae, "bias": g.bias, **shares}
 
 
 def metrics_dict(item: InputMetrics) -> dict[str, Any]:
@@ -184,8 +185,9 @@ def console_table(inputs: list[InputMetrics]) -> Table:
     return rich_table("faceage eval", *headline_rows(inputs))
 
 
-def _group_rows(groups: list[GroupStats]) -> list[list[str]]:
-    return [[g.label, str(g.n), num(g.mae), num(g.bias)] for g in groups]
+def _group_rows(groups: list[GroupStats], shares: bool = False) -> list[list[str]]:
+    return [[g.label, str(g.n), num(g.mae), num(g.bias),
+             *([pct(g.within_1std), pct(g.within_2std)] if shares else [])] for g in groups]
 
 
 def _input_section(item: InputMetrics) -> list[str]:
@@ -203,7 +205,9 @@ def _input_section(item: InputMetrics) -> list[str]:
         out += md_table(*fold_rows(m.per_fold))
         out += ["Std across folds is the sample std (ddof = 1); each fold counts once.", ""]
     out += ["### Per age group (true age; bias = mean of pred − age)", ""]
-    out += md_table(["age", "n", "MAE", "bias"], _group_rows(m.per_group))
+    shares = m.calibration is not None  # then: is the uncertainty honest at every age?
+    out += md_table(["age", "n", "MAE", "bias", *(["within 1 std", "within 2 std"] if shares else [])],
+                    _group_rows(m.per_group, shares))
     out += ["### Per decade", ""]
     out += md_table(["age", "n", "MAE", "bias"], _group_rows(m.per_decade))
     if m.calibration is not None:

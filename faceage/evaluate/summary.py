@@ -67,7 +67,7 @@ def summarize(
         epsilon=EpsilonError(None, 0, 0) if p.age_std is None else epsilon_error(p.pred, p.age, p.age_std),
         per_fold=folds,
         fold_summary=summarize_folds(folds) if folds else None,
-        per_group=per_group(p.pred, p.age),
+        per_group=per_group(p.pred, p.age, None if calib is None or std is None else (center, std)),
         per_decade=per_decade(p.pred, p.age),
         calibration=calib,
     )

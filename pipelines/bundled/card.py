@@ -54,10 +54,11 @@ def main() -> None:
     print("\n### Held-out faces\n")
     print(table(["source", "faces", "MAE", "CS@5", "within 1 std", "within 2 std", "ε-error"], rows))
 
-    print("\n### Held-out MAE and bias (mean of pred − age) per age group, all sources\n")
-    print(table(["age", "faces", "MAE", "bias"],
-                [[g.label, str(g.n), f"{g.mae:.2f}", f"{g.bias:+.2f}"]
-                 for g in per_group(predictions["pred"], predictions["age"]) if g.n]))
+    print("\n### Held-out MAE, bias (mean of pred − age) and coverage per age group, all sources\n")
+    groups = per_group(predictions["pred"], predictions["age"], (predictions["mean"], predictions["std"]))
+    print(table(["age", "faces", "MAE", "bias", "within 1 std", "within 2 std"],
+                [[g.label, str(g.n), f"{g.mae:.2f}", f"{g.bias:+.2f}", f"{100 * (g.within_1std or 0):.1f} %",
+                  f"{100 * (g.within_2std or 0):.1f} %"] for g in groups if g.n]))
 
     best = load_kept_model(args.run / "fold0" / "best.pt")
     info = best.get("calibration")
