@@ -12,11 +12,11 @@ import torch
 from test_predict import trained_run  # noqa: F401 - the run test_predict.py builds (once a session)
 
 from faceage.evaluate.metrics import calibrate
-from faceage.model.calibration import std_scale
+from faceage.model.calibration import AGE_BANDS, StdBands, fit_std_bands, std_scale
 from faceage.model.network import build_model, from_probs
 from faceage.predict.estimator import load_estimator
 from faceage.predict.export import PARITY_TOLERANCE, check_faces, parity, write_onnx
-from faceage.predict.info import ModelInfo
+from faceage.predict.info import ModelInfo, to_ages
 from faceage.predict.torch_model import FoldEnsemble
 
 AGES = torch.arange(101, dtype=torch.float64)
@@ -77,3 +77,33 @@ def test_the_std_scale_survives_export(trained_run: Path, tmp_path: Path) -> Non
     assert got.probs is not None
     raw = from_probs(torch.from_numpy(got.probs).float())
     np.testing.assert_allclose(got.std, 2.0 * raw.std.numpy(), rtol=1e-4)  # the folds' mean scale
+
+
+def test_a_factor_per_predicted_age_band_makes_every_band_honest() -> None:
+    """The young over-confident (errors of std 6, predicted 2) and the old under-confident (errors 2,
+    predicted 4): one scale fits neither; a factor per predicted-age band fits both."""
+    g = np.random.default_rng(1)
+    young, old = g.uniform(1, 12, 2000), g.uniform(41, 58, 2000)
+    ages = np.concatenate([young, old])
+    mean = ages + np.concatenate([6 * g.standard_normal(2000), 2 * g.standard_normal(2000)])
+    std = np.concatenate([np.full(2000, 2.0), np.full(2000, 4.0)])
+    bands = fit_std_bands(mean, std, ages)
+    assert bands.edges == AGE_BANDS
+    # about 3 and 0.5: bands go by the predicted age, so some of the young fall into the 13–19 band
+    assert 2.3 < bands.factors[0] < 3.3 and 0.4 < bands.factors[3] < 0.6
+    assert bands.factors[4] == 1.0  # 60+: too few faces for a factor of its own
+    fixed = bands.apply(mean, std)
+    for part in (slice(0, 2000), slice(2000, 4000)):
+        share = calibrate(mean[part], ages[part], fixed[part], "mean").within_1std
+        assert 0.58 < share < 0.78, share  # the second edition's target for every band
+    assert StdBands.from_record(bands.to_record()) == bands
+    with pytest.raises(ValueError):
+        StdBands((0.0, 50.0), (1.0, 2.0))  # one edge short
+
+
+def test_predict_applies_the_bands_a_model_carries() -> None:
+    info = ModelInfo("m", "test_resnet", "mv", 56, 64, (0,), None,
+                     std_bands=StdBands((0.0, 20.0, 101.0), (2.0, 0.5)))
+    probs = np.zeros((2, 101))
+    ages = to_ages([probs, np.array([10.0, 50.0]), np.array([3.0, 3.0])], info)
+    np.testing.assert_allclose(ages.std, [6.0, 1.5])

@@ -28,6 +28,7 @@ from faceage.core.errors import FaceageError
 from faceage.core.schema import PREDICTIONS, read_table
 from faceage.manifest.protocols import split_for_fold
 from faceage.manifest.read import read_manifest
+from faceage.model.calibration import AGE_BANDS
 from faceage.model.checkpoint import load_checkpoint
 from faceage.model.network import build_model
 from faceage.train.config import resolve_config
@@ -118,6 +119,7 @@ def test_run_folder_holds_config_history_checkpoints_and_predictions(tiny_data: 
         rows = history[history["fold"] == k]
         assert best["val_mae"] == rows["val_mae"].min()
         assert best["epoch"] == int(rows.loc[rows["val_mae"].idxmin(), "epoch"])  # first of the best
+        assert best["calibration"]["bands"]["edges"] == list(AGE_BANDS)  # a factor per predicted-age band
         split = split_for_fold(read_manifest(tiny_data[1], tiny_data[0]), k)
         baseline = float(np.median(manifest["age"].to_numpy()[split.train]))  # the training rows' median
         assert set(predictions.loc[predictions["fold"] == k, "train_median"]) == {baseline}

@@ -10,6 +10,7 @@ from typing import Protocol
 import numpy as np
 
 from faceage.align.settings import AlignSettings
+from faceage.model.calibration import StdBands
 from faceage.model.inputs import InputNorm
 
 
@@ -29,6 +30,7 @@ class ModelInfo:
     distribution: bool | None = None  # an age distribution (probs) or a regressed age; None: ask the loss
     norm: InputNorm | None = None  # the input normalisation; None: the backbone's, as timm states it
     identity: str = ""  # what tells this model from any other (a content hash): predict tables record it
+    std_bands: StdBands | None = None  # the std's factor per predicted-age band (model/calibration.py)
 
     def __post_init__(self) -> None:
         """A torch model leaves what its backbone and loss imply to be looked up (torch and timm are there);
@@ -70,6 +72,9 @@ def to_ages(outputs: Sequence[np.ndarray], info: ModelInfo) -> Ages:
     """Ages from the model's outputs (torch or ONNX), with the prediction rounded half up (2.5 → 3)."""
     named = dict(zip(output_names(info), outputs, strict=True))
     mean = np.asarray(named["mean"], dtype=np.float64)
+    std = np.asarray(named["std"], dtype=np.float64)
+    if info.std_bands is not None:  # calibrated by predicted-age band, on top of the graph's scale
+        std = info.std_bands.apply(mean, std)
     probs = named.get("probs")
-    return Ages(np.floor(mean + 0.5), mean, np.asarray(named["std"], dtype=np.float64),
+    return Ages(np.floor(mean + 0.5), mean, std,
                 None if probs is None else np.asarray(probs, dtype=np.float64))

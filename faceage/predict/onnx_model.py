@@ -13,6 +13,7 @@ from faceage.align.record import align_record, settings_from_record
 from faceage.align.settings import AlignSettings
 from faceage.core.errors import FaceageError
 from faceage.core.files import file_sha256
+from faceage.model.calibration import StdBands
 from faceage.model.inputs import InputNorm
 from faceage.predict.info import Ages, ModelInfo, output_names, to_ages
 
@@ -52,7 +53,8 @@ def load_onnx(path: Path, device: str = "auto", threads: int = 1) -> OnnxEstimat
                          meta.get(META_PREFIX + "aligned") or None,
                          meta.get(META_PREFIX + "tta_flip") == "True",
                          _recorded_alignment(meta, path), distribution="probs" in outputs,
-                         norm=_recorded_norm(meta), identity=f"onnx:{file_sha256(path)[:16]}")
+                         norm=_recorded_norm(meta), identity=f"onnx:{file_sha256(path)[:16]}",
+                         std_bands=_recorded_bands(meta))
     except (KeyError, ValueError) as exc:
         raise FaceageError(f"{path}: not written by `faceage export` (metadata {exc} missing or bad); export "
                            f"the run with `faceage export RUN --onnx {path}`.") from None
@@ -70,7 +72,20 @@ def onnx_metadata(info: ModelInfo) -> dict[str, str]:
                       input_std=",".join(map(repr, info.norm.std)))
     if info.alignment is not None:
         values["alignment"] = json.dumps(align_record(info.alignment), sort_keys=True)
+    if info.std_bands is not None:
+        values["std_bands"] = json.dumps(info.std_bands.to_record())
     return {META_PREFIX + key: str(value) for key, value in values.items()}
+
+
+def _recorded_bands(meta: dict[str, str]) -> StdBands | None:
+    """The std's factors per predicted-age band an exported file carries (None: one scale for all ages)."""
+    record = meta.get(META_PREFIX + "std_bands")
+    if record is None:
+        return None
+    try:
+        return StdBands.from_record(json.loads(record))
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError("faceage.std_bands") from exc
 
 
 def _recorded_norm(meta: dict[str, str]) -> InputNorm | None:

@@ -24,7 +24,8 @@ from faceage.align.record import settings_from_record
 from faceage.core.console import log
 from faceage.core.errors import FaceageError
 from faceage.core.layout import PREDICTIONS_CSV, RUN_CONFIG
-from faceage.model.checkpoint import ModelSettings, load_checkpoint
+from faceage.model.calibration import StdBands
+from faceage.model.checkpoint import Checkpoint, ModelSettings, load_checkpoint
 from faceage.model.device import resolve_device
 from faceage.model.network import AgeModel, build_model, from_probs
 from faceage.predict.info import Ages, ModelInfo, to_ages
@@ -91,6 +92,7 @@ def load_ensemble(model: str | Path, fold: int | None = None) -> tuple[FoldEnsem
         raise FaceageError(f"{path}: no such file or folder; {MODEL_HINT}.")
     members, folds, used = [], [], []
     alignment = None
+    bands: list[StdBands | None] = []
     for k, file in files:
         state = load_checkpoint(file)
         settings = ModelSettings.of(state, file)
@@ -100,13 +102,37 @@ def load_ensemble(model: str | Path, fold: int | None = None) -> tuple[FoldEnsem
         record = state.get("alignment")
         if alignment is None and isinstance(record, dict):
             alignment = settings_from_record(record, f"{file} (its alignment)")
+        bands.append(_bands(state, file))
         if k is not None and not (file.parent / PREDICTIONS_CSV).is_file():
             log.warning("fold %d of %s has not finished training; using its %s", k, path, file.name)
     settings = _one_input(used)
     info = ModelInfo(str(path), settings.backbone, settings.loss, settings.img_size, settings.resize,
                      tuple(folds), settings.images, settings.tta_flip, alignment,
-                     identity=_identity([file for _, file in files]))
+                     identity=_identity([file for _, file in files]), std_bands=_mean_bands(bands))
     return FoldEnsemble(members, info.flip).eval(), info
+
+
+def _bands(state: Checkpoint, file: Path) -> StdBands | None:
+    """The std's factors per predicted-age band a kept model's calibration record holds, if any."""
+    calibration = state.get("calibration")
+    record = calibration.get("bands") if isinstance(calibration, dict) else None
+    if record is None:
+        return None
+    try:
+        return StdBands.from_record(record)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FaceageError(f"{file}: the checkpoint's field 'calibration.bands' is damaged ({exc}); train "
+                           f"the fold again, or pass another checkpoint.") from None
+
+
+def _mean_bands(bands: list[StdBands | None]) -> StdBands | None:
+    """One set of band factors for an ensemble: the folds' averaged, as their scales are (None unless every
+    fold has bands over the same edges)."""
+    if not bands or any(b is None for b in bands) or len({b.edges for b in bands if b is not None}) != 1:
+        return None
+    known = [b for b in bands if b is not None]
+    factors = np.mean([b.factors for b in known], axis=0)
+    return StdBands(known[0].edges, tuple(float(f) for f in factors))
 
 
 def _identity(files: list[Path]) -> str:

@@ -1,6 +1,7 @@
-"""Calibrate a fold's kept model after its best epoch is chosen: fit the std scale on the fold's validation
-rows (never its test rows) and log what it did to the test fold's coverage (share of faces within 1 and 2
-predicted stds of their age), so every run shows what calibration changed."""
+"""Calibrate a fold's kept model after its best epoch is chosen: fit the std scale, then its factor per
+predicted-age band, on the fold's validation rows (never its test rows), and log what each did to the test
+fold's coverage (share of faces within 1 and 2 predicted stds of their age), so every run shows what
+calibration changed."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 from faceage.core.console import log
 from faceage.evaluate.metrics import calibrate, mae
 from faceage.manifest.protocols import FoldSplit
-from faceage.model.calibration import std_scale
+from faceage.model.calibration import fit_std_bands, std_scale
 from faceage.model.network import AgeModel
 from faceage.train.job import TrainingJob
 
@@ -37,9 +38,14 @@ def calibrate_kept_model(job: TrainingJob, k: int, split: FoldSplit, model: AgeM
     scores = {name: _scores(test["pred"], test["mean"], test["std"] * factor, age)
               for name, factor in (("uncalibrated", 1.0), ("std_scale", scale))}
     model.std_scale.fill_(scale)
-    log.info("fold %d: calibration on %d validation rows: std × %.3f; test within 1/2 std %s → %s", k,
-             len(split.val), scale, _shares(scores["uncalibrated"]), _shares(scores["std_scale"]))
-    return {"method": "std_scale", "std_scale": scale, "val_rows": len(split.val), "test": scores}
+    bands = fit_std_bands(val["mean"], val["std"] * scale, job.ages(split.val))
+    scores["bands"] = _scores(test["pred"], test["mean"], bands.apply(test["mean"], test["std"] * scale), age)
+    log.info("fold %d: calibration on %d validation rows: std × %.3f, then × %s by predicted-age band %s; "
+             "test within 1/2 std %s → %s → %s", k, len(split.val), scale,
+             "/".join(f"{f:.2f}" for f in bands.factors), "/".join(f"{e:g}" for e in bands.edges[1:-1]),
+             _shares(scores["uncalibrated"]), _shares(scores["std_scale"]), _shares(scores["bands"]))
+    return {"method": "std_scale", "std_scale": scale, "val_rows": len(split.val), "test": scores,
+            "bands": bands.to_record()}
 
 
 def _scores(pred: np.ndarray, mean: np.ndarray, std: np.ndarray, age: np.ndarray) -> dict[str, float]:

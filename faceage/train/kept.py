@@ -9,6 +9,7 @@ import pandas as pd
 from faceage.core.console import log
 from faceage.evaluate.metrics import mae
 from faceage.manifest.protocols import FoldSplit
+from faceage.model.calibration import StdBands
 from faceage.model.checkpoint import load_kept_model, save_checkpoint
 from faceage.model.network import AgeModel
 from faceage.train.calibrate import calibrate_kept_model, wants_calibration
@@ -29,6 +30,8 @@ def test_kept_model(job: TrainingJob, k: int, split: FoldSplit, model: AgeModel)
             if job.run.writer:
                 save_checkpoint(job.run.best_path(k), best)
     out = job.predictions(model, split.test)
+    if "calibration" in best and "bands" in best["calibration"]:  # as predict applies them
+        out["std"] = StdBands.from_record(best["calibration"]["bands"]).apply(out["mean"], out["std"])
     rows = job.manifest.iloc[split.test]
     table = pd.DataFrame({
         "path": rows["path"].to_numpy(), "age": rows["age"].to_numpy(), "age_std": rows["age_std"].to_numpy(),

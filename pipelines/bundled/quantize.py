@@ -14,7 +14,6 @@ and keeps the shares.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from rich.table import Table
+from splits import split_rows
 
 from faceage.core.console import console
 from faceage.evaluate.metrics import calibrate, epsilon_error, mae
@@ -41,27 +41,6 @@ from faceage.zoo import bundled_model
 
 HERE = Path(__file__).resolve().parent
 BATCH = 8  # calibration batch: every batch the same size (the percentile calibrator needs it)
-
-
-def _prepare_module():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("prepare", HERE / "prepare.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def split_rows(data: Path) -> pd.DataFrame:
-    """Every labelled image of every source with its split (prepare.py's seeds) and its file."""
-    prepare = _prepare_module()
-    parts = []
-    for offset, (name, (folder, images, labels)) in enumerate(prepare.SOURCES.items()):
-        table = pd.read_csv(data / folder / labels, dtype={"subject_id": str})
-        rows = prepare.source_labels(name, table)
-        rows["split"] = prepare.assign_splits(rows, prepare.SEED + 10 * offset).to_numpy()
-        rows["file"] = [data / folder / images / p.split("/", 1)[1] for p in rows["path"]]
-        parts.append(rows)
-    return pd.concat(parts, ignore_index=True)
 
 
 class _Faces(CalibrationDataReader):
