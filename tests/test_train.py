@@ -119,7 +119,7 @@ def test_run_folder_holds_config_history_checkpoints_and_predictions(tiny_data: 
         rows = history[history["fold"] == k]
         assert best["val_mae"] == rows["val_mae"].min()
         assert best["epoch"] == int(rows.loc[rows["val_mae"].idxmin(), "epoch"])  # first of the best
-        assert best["calibration"]["bands"]["edges"] == list(AGE_BANDS)  # a factor per predicted-age band
+        assert "bands" not in best["calibration"]  # one scale unless --calibrate-bands
         split = split_for_fold(read_manifest(tiny_data[1], tiny_data[0]), k)
         baseline = float(np.median(manifest["age"].to_numpy()[split.train]))  # the training rows' median
         assert set(predictions.loc[predictions["fold"] == k, "train_median"]) == {baseline}
@@ -533,3 +533,10 @@ def test_a_start_that_fails_leaves_no_run_folder(tiny_data: Data, tmp_path: Path
     with pytest.raises(FaceageError):
         _train(tiny_data, out, batch_size=64)
     assert (out / "notes.txt").read_text() == "mine"  # a folder that was there before is the user's
+
+
+def test_calibrate_bands_records_a_factor_per_predicted_age_band(tiny_data: Data, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    _train(tiny_data, out, fold=0, calibrate_bands=True)
+    bands = load_checkpoint(out / "fold0" / "best.pt")["calibration"]["bands"]
+    assert bands["edges"] == list(AGE_BANDS) and bands["factors"] == [1.0] * 5  # 4 validation rows: too few

@@ -38,14 +38,18 @@ def calibrate_kept_model(job: TrainingJob, k: int, split: FoldSplit, model: AgeM
     scores = {name: _scores(test["pred"], test["mean"], test["std"] * factor, age)
               for name, factor in (("uncalibrated", 1.0), ("std_scale", scale))}
     model.std_scale.fill_(scale)
-    bands = fit_std_bands(val["mean"], val["std"] * scale, job.ages(split.val))
-    scores["bands"] = _scores(test["pred"], test["mean"], bands.apply(test["mean"], test["std"] * scale), age)
-    log.info("fold %d: calibration on %d validation rows: std × %.3f, then × %s by predicted-age band %s; "
-             "test within 1/2 std %s → %s → %s", k, len(split.val), scale,
-             "/".join(f"{f:.2f}" for f in bands.factors), "/".join(f"{e:g}" for e in bands.edges[1:-1]),
-             _shares(scores["uncalibrated"]), _shares(scores["std_scale"]), _shares(scores["bands"]))
-    return {"method": "std_scale", "std_scale": scale, "val_rows": len(split.val), "test": scores,
-            "bands": bands.to_record()}
+    log.info("fold %d: calibration on %d validation rows: std × %.3f; test within 1/2 std %s → %s", k,
+             len(split.val), scale, _shares(scores["uncalibrated"]), _shares(scores["std_scale"]))
+    record = {"method": "std_scale", "std_scale": scale, "val_rows": len(split.val), "test": scores}
+    if job.cfg.calibrate_bands:
+        bands = fit_std_bands(val["mean"], val["std"] * scale, job.ages(split.val))
+        scores["bands"] = _scores(test["pred"], test["mean"], bands.apply(test["mean"], test["std"] * scale),
+                                  age)
+        log.info("fold %d: then × %s by predicted-age band (edges %s): test within 1/2 std %s", k,
+                 "/".join(f"{f:.2f}" for f in bands.factors), "/".join(f"{e:g}" for e in bands.edges[1:-1]),
+                 _shares(scores["bands"]))
+        record["bands"] = bands.to_record()
+    return record
 
 
 def _scores(pred: np.ndarray, mean: np.ndarray, std: np.ndarray, age: np.ndarray) -> dict[str, float]:
