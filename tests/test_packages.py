@@ -59,3 +59,11 @@ def test_predicting_with_an_exported_model_needs_no_torch(morph_dir: Path) -> No
                           check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "", f"imported {done.stdout.strip()}"
+
+
+def test_the_command_line_starts_without_the_heavy_libraries() -> None:
+    """`faceage --help` and every command's parsing load none of them: they come with the work."""
+    code = "import sys, faceage.cli; print(','.join(m for m in ('torch', 'pandas', 'cv2', 'onnxruntime', " \
+           "'sklearn', 'matplotlib') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "", f"faceage.cli imported {out.strip()}"

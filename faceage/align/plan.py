@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from faceage.core.errors import FaceageError
-from faceage.core.files import is_aligned_folder
+from faceage.core.files import is_aligned_folder, real_path
 from faceage.core.imageio import IMAGE_EXTENSIONS
 from faceage.core.layout import FACES_CSV
 from faceage.core.schema import FACES, read_csv_strings, validate
@@ -38,7 +38,7 @@ def check_folders(src: Path, dst: Path) -> tuple[Path, Path]:
         raise FaceageError(f"{src}: no such folder; pass the folder of images to align as SRC.")
     if not src.is_dir():
         raise FaceageError(f"{src}: not a folder; SRC must be a folder of images (walked recursively).")
-    src, dst = src.resolve(), dst.resolve()
+    src, dst = real_path(src), real_path(dst)
     if dst.exists() and not dst.is_dir():
         raise FaceageError(f"{dst}: exists and is not a folder; pass a new or earlier output folder as DST.")
     if dst == src:

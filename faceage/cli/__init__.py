@@ -12,10 +12,11 @@ import sys
 
 from rich.markup import escape
 
-from faceage.cli import align, evaluate, export, manifest, predict, study, tools, train
-from faceage.cli.app import CtrlCError, app
 from faceage.core.console import console
 from faceage.core.errors import FaceageError, StageInterruptedError
+
+from . import align, evaluate, export, manifest, predict, study, tools, train
+from .app import CtrlCError, app
 
 __all__ = ["app", "main"]
 

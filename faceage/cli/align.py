@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from faceage.cli.options import ALIGN, Device, Workers, align_option
 from faceage.core.console import console
+
+from .options import ALIGN, Device, Workers, align_option
 
 
 def align_command(

@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from faceage.cli.options import ALIGN
 from faceage.core.errors import FaceageError
+
+from .options import ALIGN
 
 
 def manifest_command(

@@ -8,10 +8,11 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from faceage.cli.options import Device, align_option
 from faceage.core.console import console
 from faceage.core.errors import FaceageError
 from faceage.predict.options import PredictOptions
+
+from .options import Device, align_option
 
 PREDICT = PredictOptions()  # the library's defaults (None: as the model records)
 

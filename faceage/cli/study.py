@@ -9,8 +9,9 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from faceage.cli.train import with_train_options
 from faceage.core.console import console
+
+from .train import with_train_options
 
 
 def _study_options(command: Callable[..., None]) -> Callable[..., None]:

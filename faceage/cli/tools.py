@@ -8,9 +8,10 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from faceage.cli.options import DEFAULT_DEVICE, Device, Workers
 from faceage.core.console import console
 from faceage.core.extras import require_extra
+
+from .options import DEFAULT_DEVICE, Device, Workers
 
 
 def doctor_command() -> None:

@@ -129,17 +129,25 @@ def real_path(path: Path) -> Path:
 
 def check_no_links_out(folder: Path, what: str) -> None:
     """Refuse an output folder holding links that lead outside it: writing through one would put outputs
-    (or overwrite files) elsewhere, an input folder included. Links that stay inside are fine."""
+    (or overwrite files) elsewhere, an input folder included. Links that stay inside are fine. One directory
+    read per folder (os.scandir knows which entries are links): a folder of a million crops costs little."""
     if not folder.is_dir():
         return
     real = real_path(folder)
     leaving: list[str] = []
-    for root, dirs, files in os.walk(folder):  # links are listed, never entered
-        for name in (*dirs, *files):
-            entry = Path(root, name)
-            if entry.is_symlink() and not real_path(entry).is_relative_to(real):
-                leaving.append(f"{entry} → {real_path(entry)}")
-        dirs[:] = [d for d in dirs if d not in PRIVATE_FOLDERS]
+    pending = [folder]
+    while pending:
+        try:
+            entries = list(os.scandir(pending.pop()))
+        except OSError:  # an unreadable subfolder: nothing is written through it either
+            continue
+        for entry in entries:
+            if entry.is_symlink():  # listed, never entered
+                target = real_path(Path(entry.path))
+                if not target.is_relative_to(real):
+                    leaving.append(f"{entry.path} → {target}")
+            elif entry.is_dir(follow_symlinks=False) and entry.name not in PRIVATE_FOLDERS:
+                pending.append(Path(entry.path))
     if leaving:
         shown = "; ".join(leaving[:3]) + (f" and {len(leaving) - 3} more" if len(leaving) > 3 else "")
         raise FaceageError(f"{folder}: {what} holds links that lead outside it ({shown}); faceage never "

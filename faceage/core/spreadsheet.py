@@ -4,7 +4,10 @@ with a leading apostrophe (OWASP's rule against CSV injection), and read back wi
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the tables come from callers: importing pandas here would slow every command's start
+    import pandas as pd
 
 RISKY = ("=", "+", "-", "@", "\t", "\r")
 
@@ -43,5 +46,7 @@ def unescape_cells(table: pd.DataFrame) -> pd.DataFrame:
 
 def _text_columns(table: pd.DataFrame) -> list[str]:
     """The columns holding text (numbers are left alone: -3.5 is a number, not a formula)."""
+    from pandas.api.types import is_string_dtype
+
     return [str(name) for name in table.columns
-            if table[name].dtype == object or pd.api.types.is_string_dtype(table[name].dtype)]
+            if table[name].dtype == object or is_string_dtype(table[name].dtype)]

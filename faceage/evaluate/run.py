@@ -86,7 +86,7 @@ def input_labels(tables: list[Path]) -> list[str]:
     """Labels of curves and columns: a predictions.csv's run folder name, else the file stem; made unique."""
     labels: list[str] = []
     for table in tables:
-        base = table.resolve().parent.name if table.name == PREDICTIONS_CSV else table.stem
+        base = real_path(table).parent.name if table.name == PREDICTIONS_CSV else table.stem
         label, k = base, 2
         while label in labels or label == "theta":  # `theta` is the first column of cs.csv
             label, k = f"{base}-{k}", k + 1
@@ -201,7 +201,7 @@ def evaluate(
 
 def _link(target: Path, report: Path) -> str:
     """`target` relative to the report's folder, percent-encoded (a Markdown link breaks at a space)."""
-    return quote(Path(os.path.relpath(target.resolve(), report.resolve().parent)).as_posix())
+    return quote(Path(os.path.relpath(real_path(target), real_path(report).parent)).as_posix())
 
 
 def _write_all(contents: dict[Path, bytes]) -> None:

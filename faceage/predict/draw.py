@@ -67,7 +67,7 @@ def draw_targets(images: dict[Path, str], out_dir: Path) -> dict[Path, Path]:
     be mixed with drawings); a file there that faceage did not draw is never replaced: its copy takes the
     next free name (`x~2.jpg`), and a note says so.
     """
-    for folder in (out_dir.resolve(), *out_dir.resolve().parents):
+    for folder in (real_path(out_dir), *real_path(out_dir).parents):
         if is_aligned_folder(folder):
             raise FaceageError(f"--draw {out_dir}: {folder} is an aligned folder (it holds faceage's "
                                f"{FACES_CSV}); drawn copies there would pass for crops. Choose another one.")

@@ -26,7 +26,7 @@ from faceage.align.plan import Shard, in_shard
 from faceage.align.settings import AlignSettings
 from faceage.core.console import RateColumn, log, progress_bar
 from faceage.core.errors import FaceageError
-from faceage.core.files import check_no_links_out, list_images
+from faceage.core.files import check_no_links_out, list_images, real_path
 from faceage.core.imageio import ImageLoadError, load_rgb
 from faceage.core.lock import folder_lock
 from faceage.core.schema import BOX_COLUMNS, FACE_PREDICTIONS, validate
@@ -65,7 +65,7 @@ def collect_images(inputs: Sequence[Path], skip: Path | None = None) -> dict[Pat
     for item in inputs:
         path = Path(item).expanduser()
         if path.is_dir():
-            for rel in list_images(path, skip=skip.resolve() if skip else None):
+            for rel in list_images(path, skip=real_path(skip) if skip else None):
                 found.setdefault(path / rel, rel)
         elif path.exists() or path.is_symlink():  # a FIFO or broken link gets a row saying why, unopened
             found.setdefault(path, path.name)
