@@ -19,6 +19,7 @@ import yaml
 from faceage.core.atomic import is_temporary
 from faceage.core.console import log
 from faceage.core.errors import FaceageError
+from faceage.core.header import read_header
 from faceage.core.imageio import is_image_name
 from faceage.core.layout import FACES_CSV, PRIVATE_FOLDERS
 
@@ -56,9 +57,8 @@ def is_aligned_folder(folder: Path) -> bool:
     if not table.is_file():  # never open a FIFO of that name
         return False
     try:
-        with table.open(encoding="utf-8") as fh:
-            return fh.readline().strip() == ",".join(FACES.names())
-    except (OSError, UnicodeDecodeError):
+        return read_header(table) == FACES.names()  # bounded: a huge one-line file is no faces.csv
+    except (OSError, FaceageError):
         return False
 
 

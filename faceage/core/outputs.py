@@ -6,8 +6,6 @@ plot) replaces only an earlier sidecar of its kind. Checked before any work, so 
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import tempfile
 from collections.abc import Callable, Iterable
@@ -16,12 +14,12 @@ from pathlib import Path
 from faceage.core.atomic import output_error, temporary_affixes
 from faceage.core.errors import FaceageError
 from faceage.core.files import real_path
+from faceage.core.header import read_header
 from faceage.core.layout import FACES_CSV, PREDICTIONS_CSV
 from faceage.core.schema import FACE_PREDICTIONS, FACES, MANIFEST, PREDICTIONS, TableSpec
 
 # Most specific first: a faces table also has the columns a predictions table needs, not the reverse.
 _STAGE_TABLES = (FACES, FACE_PREDICTIONS, MANIFEST, PREDICTIONS)
-_HEAD_BYTES = 8192
 
 
 def table_kind(path: Path) -> str | None:
@@ -78,10 +76,8 @@ def has_header(first: str) -> Callable[[Path], bool]:
 
 
 def _header(path: Path) -> list[str]:
+    """The column names of a file that may be a table: none when it cannot be read as one."""
     try:
-        with path.open("rb") as fh:
-            head = fh.read(_HEAD_BYTES).decode("utf-8-sig", errors="replace")
-    except OSError:
+        return read_header(path)
+    except (OSError, FaceageError):
         return []
-    row = next(csv.reader(io.StringIO(head.split("\n", 1)[0])), [])
-    return [name.strip() for name in row]
