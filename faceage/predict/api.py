@@ -50,8 +50,8 @@ def estimate_ages(image: ImageInput, model: str | Path | None = None, device: st
     """
     pixels = as_rgb(image)
     estimator, detector, settings = _loaded(None if model is None else str(model), device)
-    usable = [(face.face, face.crop) for face in find_faces(detector, pixels, settings).faces
-              if face.crop is not None]
+    found = find_faces(detector, pixels, settings, sample=estimator.info.resize)
+    usable = [(face.face, face.crop) for face in found.faces if face.crop is not None]
     if not usable:
         return []
     ages = estimator.estimate(preprocess([crop for _, crop in usable], estimator.info))
