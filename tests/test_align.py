@@ -127,7 +127,7 @@ def test_painted_dots_land_where_the_transform_sends_them(
 def test_crop_sampled_at_another_side_is_the_resized_crop(morph_dir: Path, detector: Detector) -> None:
     """align_face(..., sample=183), predict's direct warp, frames the face as the 256 crop resized to 183:
     a dot painted on the photo lands at the same place in both (within 0.2 px), and the pixels differ by
-    resampling only (mean absolute difference under 1.5 of 255), a quarter of what one pixel of shift makes."""
+    resampling only (mean absolute difference under 1.5 of 255), a quarter of what a pixel's shift makes."""
     image = load_rgb(sorted((morph_dir / "images").iterdir())[40])
     kps = choose(detector.detect(image)).kps
     x, y = np.round(kps[2]).astype(int)  # the nose tip

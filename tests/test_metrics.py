@@ -82,6 +82,8 @@ def test_age_groups_by_hand() -> None:
     assert (groups["40–59"].mae, groups["40–59"].bias) == (5.0, 5.0)
     assert (groups["60–79"].n, groups["60–79"].mae, groups["60–79"].bias) == (0, None, None)
     assert (groups["80+"].n, groups["80+"].mae, groups["80+"].bias) == (1, 5.0, -5.0)
+    bands = per_group(pred, age, groups=(("0–12", 0, 13), ("13+", 13, math.inf)))
+    assert [(g.label, g.n, g.mae, g.bias) for g in bands] == [("0–12", 1, 2.0, 2.0), ("13+", 4, 3.0, -0.5)]
     decades = per_decade(pred, age)
     assert [(d.label, d.n) for d in decades] == [("0–9", 1), ("10–19", 1), ("20–29", 1), ("40–49", 1),
                                                  ("80–89", 1)]

@@ -108,13 +108,14 @@ def _group(pred: Floats, age: Floats, label: str, lo: float, hi: float,
     return GroupStats(label, lo, hi, n, mae_, bias, *shares)
 
 
-def per_group(pred: ArrayLike, age: ArrayLike, spread: tuple[ArrayLike, ArrayLike] | None = None
-              ) -> list[GroupStats]:
-    """The paper's Table 1 groups (0–19 … 80+), all five listed; an empty group has n = 0 and None metrics.
-    `spread` (the center the std is around, the std) adds each group's shares within 1 and 2 stds."""
+def per_group(pred: ArrayLike, age: ArrayLike, spread: tuple[ArrayLike, ArrayLike] | None = None,
+              groups: tuple[tuple[str, float, float], ...] = PAPER_GROUPS) -> list[GroupStats]:
+    """Per true-age group (label, lo, hi: lo ≤ age < hi), by default the paper's Table 1 groups (0–19 …
+    80+), all listed; an empty group has n = 0 and None metrics. `spread` (the center the std is around,
+    the std) adds each group's shares within 1 and 2 stds."""
     pred_a, age_a = _arr(pred), _arr(age)
     arrays = None if spread is None else (_arr(spread[0]), _arr(spread[1]))
-    return [_group(pred_a, age_a, label, lo, hi, arrays) for label, lo, hi in PAPER_GROUPS]
+    return [_group(pred_a, age_a, label, lo, hi, arrays) for label, lo, hi in groups]
 
 
 def per_decade(pred: ArrayLike, age: ArrayLike) -> list[GroupStats]:

@@ -15,23 +15,14 @@ import json
 from pathlib import Path
 
 import onnx
-import pandas as pd
 from rich.table import Table
-from splits import HERE, split_rows
+from splits import HERE, predicted, split_rows
 
 from faceage.core.console import console
 from faceage.evaluate.metrics import GroupStats, per_group
 from faceage.model.calibration import StdBands, fit_std_bands
-from faceage.predict.onnx_model import META_PREFIX, load_onnx
-from faceage.predict.photos import predict_images
+from faceage.predict.onnx_model import META_PREFIX
 from faceage.zoo import bundled_model, write_checksum
-
-
-def predicted(path: Path, rows: pd.DataFrame) -> pd.DataFrame:
-    """`rows` (one split) joined with the model's mean, std and pred of each face it found."""
-    result = predict_images(load_onnx(path, "cpu", threads=2), list(rows["file"]), progress=False)
-    faces = result.table[result.table["status"] == "ok"].drop_duplicates("path")
-    return rows.assign(key=rows["file"].astype(str)).merge(faces, left_on="key", right_on="path")
 
 
 def group_table(title: str, before: list[GroupStats], after: list[GroupStats]) -> Table:

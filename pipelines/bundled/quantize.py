@@ -31,12 +31,10 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from rich.table import Table
-from splits import split_rows
+from splits import predicted, split_rows
 
 from faceage.core.console import console
 from faceage.evaluate.metrics import calibrate, epsilon_error, mae
-from faceage.predict.onnx_model import load_onnx
-from faceage.predict.photos import predict_images
 from faceage.zoo import bundled_model
 
 HERE = Path(__file__).resolve().parent
@@ -54,21 +52,22 @@ class _Faces(CalibrationDataReader):
         return None if batch is None else {"input": batch}
 
 
-def calibration_inputs(rows: pd.DataFrame, per_source: int) -> np.ndarray:
-    """The model inputs of `per_source` training faces of each source (spread over the names)."""
+def calibration_inputs(model: Path, rows: pd.DataFrame, per_source: int) -> np.ndarray:
+    """`model`'s inputs for `per_source` training faces of each source (spread over the names), aligned and
+    preprocessed as predict does."""
     from faceage.align.detect import make_detector
     from faceage.align.faces import find_faces
     from faceage.core.imageio import load_rgb
     from faceage.predict.estimator import load_estimator, preprocess
     from faceage.predict.options import PredictOptions, alignment_for
 
-    estimator = load_estimator(None, device="cpu")
+    estimator = load_estimator(str(model), device="cpu")
     settings = alignment_for(estimator.info, PredictOptions())
     detector = make_detector(settings.detector, settings.model, 2, "cpu", settings.score_threshold)
     crops = []
     for _, part in rows[rows["split"] == "train"].groupby("source"):
         for file in part["file"].iloc[np.linspace(0, len(part) - 1, per_source).round().astype(int)]:
-            found = find_faces(detector, load_rgb(file), settings, keep="largest")
+            found = find_faces(detector, load_rgb(file), settings, "largest", estimator.info.resize)
             crops += [face.crop for face in found.faces if face.crop is not None]
     return preprocess(crops, estimator.info)
 
@@ -104,13 +103,10 @@ def model_ms_per_face(path: Path, x: np.ndarray) -> float:
 def held_out_scores(path: Path, rows: pd.DataFrame) -> dict[str, dict[str, float]]:
     """Per source: MAE, ε-error (where crowd stds exist) and the shares within 1 and 2 stds."""
     held = rows[rows["split"] == "test"]
-    result = predict_images(load_onnx(path, "cpu", threads=2), list(held["file"]), progress=False)
-    table = result.table[result.table["status"] == "ok"].drop_duplicates("path")
-    joined = held.assign(key=held["file"].astype(str)).merge(table, left_on="key", right_on="path")
     scores = {}
-    for source, part in joined.groupby("source"):
+    for source, part in predicted(path, held).groupby("source"):
         shares = calibrate(part["mean"], part["age"], part["std"], "mean")
-        crowd = source == "chalearn"  # the only source with crowd stds
+        crowd = part["age_std"].notna().all()  # the ChaLearn sources carry crowd stds
         eps = epsilon_error(part["pred"], part["age"], part["age_std"]).value if crowd else None
         scores[source] = {"faces": len(part), "of": int((held["source"] == source).sum()),
                           "mae": mae(part["pred"], part["age"]), "eps": eps,
@@ -121,14 +117,16 @@ def held_out_scores(path: Path, rows: pd.DataFrame) -> dict[str, dict[str, float
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=HERE.parents[2] / "shared" / "data")
+    p.add_argument("--float", dest="float_model", type=Path, default=None,
+                   help="the float .onnx to quantize (`faceage export`'s; default: the bundled file)")
     p.add_argument("--out", type=Path, required=True, help="the int8 .onnx to write")
     p.add_argument("--calibration", type=int, default=40,
                    help="training faces per source (default 40; onnxruntime's calibrator holds every "
                         "activation of every face in memory: 120 faces take about 6 GB)")
     args = p.parse_args()
     rows = split_rows(args.data)
-    x = calibration_inputs(rows, args.calibration)
-    float_model = bundled_model()
+    float_model = args.float_model or bundled_model()
+    x = calibration_inputs(float_model, rows, args.calibration)
     quantize(float_model, args.out, x)
     table = Table(title=f"bundled model, float against int8 ({len(x)} calibration faces), held-out parts")
     for name in ("model", "source", "faces", "MAE", "ε-error", "within 1 / 2 std", "model ms/face"):

@@ -1,6 +1,6 @@
 """The bundled model's splits of every source (prepare.py's seeds: train, valid and the held-out test part),
-with each image's file, for the scripts that measure or tune the shipped model (quantize.py,
-calibrate_bands.py)."""
+with each image's file, and a model's predictions of them through `faceage predict`'s own path, for the
+scripts that measure or tune the shipped model (quantize.py, calibrate_bands.py, editions.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import importlib.util
 from pathlib import Path
 
 import pandas as pd
+
+from faceage.predict.onnx_model import load_onnx
+from faceage.predict.photos import predict_images
 
 HERE = Path(__file__).resolve().parent
 
@@ -31,3 +34,12 @@ def split_rows(data: Path) -> pd.DataFrame:
         rows["file"] = [data / folder / images / p.split("/", 1)[1] for p in rows["path"]]
         parts.append(rows)
     return pd.concat(parts, ignore_index=True)
+
+
+def predicted(model: Path, rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` joined with the model's pred, mean and std of the first face found in each image (rows whose
+    image gave no usable face are left out: compare `len` with `rows` to count them)."""
+    result = predict_images(load_onnx(model, "cpu", threads=2), list(rows["file"]), progress=False)
+    faces = result.table[result.table["status"] == "ok"].drop_duplicates("path")
+    return rows.assign(key=rows["file"].astype(str)).merge(faces, left_on="key", right_on="path",
+                                                           suffixes=("", "_photo"))

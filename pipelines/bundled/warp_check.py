@@ -47,8 +47,8 @@ def both_ways(model: str | None, held: pd.DataFrame) -> pd.DataFrame:
             continue
         ages = estimator.estimate(preprocess([faces["resized"], faces["direct"]], estimator.info))
         rows.append({"source": row.source, "age": row.age, "age_std": row.age_std,
-                     **{f"{k}_{way}": float(getattr(ages, k)[i]) for i, way in enumerate(("resized", "direct"))
-                        for k in ("pred", "mean", "std")}})
+                     **{f"{k}_{way}": float(getattr(ages, k)[i])
+                        for i, way in enumerate(("resized", "direct")) for k in ("pred", "mean", "std")}})
     return pd.DataFrame(rows)
 
 
@@ -61,7 +61,7 @@ def main() -> None:
     rows = split_rows(args.data)
     held = rows[(rows["split"] == "test") & (rows["source"].isin(args.sources or rows["source"].unique()))]
     scores = both_ways(args.model, held)
-    table = Table(title="held-out faces: crop resized (as trained) against warped straight to the model's side")
+    table = Table(title="held-out faces: the crop resized (as trained) or warped to the model's side")
     for name in ("source", "faces", "way", "MAE", "ε-error", "within 1 / 2 std", "|Δ mean|"):
         table.add_column(name, justify="left" if name in ("source", "way") else "right")
     for source, part in [*scores.groupby("source"), ("all", scores)]:
@@ -72,7 +72,8 @@ def main() -> None:
             eps = epsilon_error(part[f"pred_{way}"], part["age"], part["age_std"]).value if crowd else None
             table.add_row(str(source), str(len(part)), way, f"{mae(part[f'pred_{way}'], part['age']):.3f}",
                           "" if eps is None else f"{eps:.3f}",
-                          f"{100 * shares.within_1std:.1f} / {100 * shares.within_2std:.1f} %", f"{delta:.3f}")
+                          f"{100 * shares.within_1std:.1f} / {100 * shares.within_2std:.1f} %",
+                          f"{delta:.3f}")
     console.print(table)
 
 

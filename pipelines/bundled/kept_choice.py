@@ -1,0 +1,75 @@
+"""Which weights should the bundled model ship: the best validation epoch, the last epoch, or the weight
+average (EMA)? All three on the same validation and held-out faces of a finished run.
+
+    python pipelines/bundled/kept_choice.py --run work/bundled/run --labels work/bundled/labels.csv
+
+Needs the run trained with `ema: true` and `--keep-last` (fold0/last.pt holds the last epoch's weights and
+the average). Each model predicts the run's own cached faces through training's test path (centre crop,
+the run's test-time flip), so the three differ only by their weights. Prints, per model, the validation
+MAE and the held-out MAE per source and in all.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.table import Table
+
+from faceage.core.console import console
+from faceage.evaluate.metrics import mae
+from faceage.manifest.protocols import split_for_fold
+from faceage.manifest.read import read_manifest
+from faceage.model.checkpoint import ModelSettings, load_kept_model, load_training_state
+from faceage.model.network import build_model, input_norm
+from faceage.train.batches import DeviceImages
+from faceage.train.cache import open_cache
+from faceage.train.loop import predict
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", type=Path, required=True, help="the bundled model's run folder")
+    p.add_argument("--labels", type=Path, required=True, help="labels.csv written by prepare.py")
+    args = p.parse_args()
+    best = load_kept_model(args.run / "fold0" / "best.pt")
+    last = load_training_state(args.run / "fold0" / "last.pt")
+    if "ema" not in last:
+        raise SystemExit(f"{args.run}/fold0/last.pt holds no weight average: train with ema: true")
+    config = last["config"]
+    manifest = read_manifest(Path(config["manifest"]), Path(config["images"]), config["protocol"])
+    split = split_for_fold(manifest, 0)
+    images = open_cache(Path(config["images"]), manifest["path"].tolist(), size=config["resize"])
+    norm = input_norm(config["backbone"])
+    data = DeviceImages(images, manifest["age"].to_numpy(np.float32), torch.device("cpu"),
+                        crop=config["img_size"], mean=norm.mean, std=norm.std)
+    settings = ModelSettings.of(best, args.run / "fold0" / "best.pt")
+    model, _ = build_model(settings.backbone, settings.loss, pretrained=None)  # the weights come next
+    labels = pd.read_csv(args.labels, keep_default_na=False)
+    labels["aligned"] = labels["path"].str.rsplit(".", n=1).str[0] + ".jpg"
+    source = manifest["path"].map(dict(zip(labels["aligned"], labels["source"], strict=True)))
+    ages = manifest["age"].to_numpy(np.float64)
+    test_sources = source.to_numpy()[split.test]
+
+    table = Table(title=f"{args.run}: best epoch {best['epoch']}, last epoch {last['epochs_done']}, average")
+    names = ["model", "validation MAE", *sorted(set(test_sources)), "held out, all"]
+    for name in names:
+        table.add_column(name, justify="left" if name == "model" else "right")
+    for name, weights in (("best", best["model"]), ("last", last["model"]), ("average (EMA)", last["ema"])):
+        model.load_state_dict(weights)
+        scores = []
+        for rows in (split.val, split.test):
+            batches = data.batches(rows, 64, train=False, generator=torch.Generator())
+            scores.append(predict(model, batches, torch.device("cpu"), flip=config["tta_flip"])["pred"])
+        per_source = [mae(scores[1][test_sources == s], ages[split.test][test_sources == s])
+                      for s in sorted(set(test_sources))]
+        table.add_row(name, f"{mae(scores[0], ages[split.val]):.3f}", *(f"{v:.3f}" for v in per_source),
+                      f"{mae(scores[1], ages[split.test]):.3f}")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
