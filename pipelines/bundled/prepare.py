@@ -2,12 +2,14 @@
 
     python pipelines/bundled/prepare.py --data ../shared/data --out work/bundled
 
-writes `OUT/raw/{utkface,morph,chalearn}` (links to the read-only sources, for `faceage align`) and
+writes `OUT/raw/<source>/` (links to the read-only sources, for `faceage align`) and
 `OUT/labels.csv` (path, age, age_std, subject, split, source) for `faceage manifest --dataset csv
 --protocol official`. Each source keeps a held-out part the model never sees (`split` = test, about 15 %;
 whole subjects for MORPH, images for UTKFace and ChaLearn, which have no subject ids) and a validation part
 (`valid`, about 10 % of the rest) that picks the best epoch and fits the calibration. Seeded: the same data
-give the same table. See pipelines/bundled/README.md for the whole build.
+give the same table. Each source draws its split from its own seed (SEED + 10 × its place in SOURCES), so a
+source added later leaves the earlier sources' splits, and so the first edition's held-out faces, unchanged.
+See pipelines/bundled/README.md for the whole build.
 """
 
 from __future__ import annotations
@@ -24,12 +26,19 @@ HELD_OUT = 0.15
 VALID = 0.10
 SEED = 20261202
 
-# source name → (folder under --data, image folder inside it, label file inside it)
+# source name → (folder under --data, image folder inside it, label file inside it). Append only: a source's
+# place sets its seed. The first edition trained on the first three; the second added the last two.
 SOURCES = {
     "utkface": ("utkface", ".", "labels.csv"),
     "morph": ("morph_subset", "images", "labels.csv"),
     "chalearn": ("chalearn_lap2016_test_aligned", ".", "labels.csv"),
+    "utkface_more": ("utkface_more", ".", "labels.csv"),
+    "chalearn_trainval": ("chalearn_lap2016_trainval", ".", "labels.csv"),
 }
+FIRST_EDITION = ("utkface", "morph", "chalearn")
+# the dataset each source's faces come from, for the card's tables
+FAMILY = {"utkface": "UTKFace", "utkface_more": "UTKFace", "morph": "MORPH", "chalearn": "ChaLearn",
+          "chalearn_trainval": "ChaLearn"}
 
 
 def source_labels(name: str, table: pd.DataFrame) -> pd.DataFrame:
@@ -37,7 +46,7 @@ def source_labels(name: str, table: pd.DataFrame) -> pd.DataFrame:
     subject ids (UTKFace, ChaLearn) give each image its own subject: the manifest needs one for every row,
     and nothing better is known."""
     path = name + "/" + table["file_name"].astype(str)
-    if name == "chalearn":  # crowd mean (rounded by the label source) and crowd std
+    if name.startswith("chalearn"):  # crowd mean (rounded by the label source) and crowd std
         age, std, subject = table["apparent_age_mean_rounded"], table["apparent_age_std"], path
     elif name == "morph":
         age, std, subject = table["age"], np.nan, "morph:" + table["subject_id"].astype(str)
