@@ -497,11 +497,11 @@ def test_flip_averages_the_two_distributions(tiny_data: Data) -> None:
     assert torch.allclose(flipped.mean, expected @ torch.arange(101.0), atol=1e-4)
 
 
-def test_resume_is_exact_with_the_weight_average_and_warm_up(
+def test_resume_is_exact_with_the_weight_average_warm_up_and_age_balanced_draws(
     tiny_data: Data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     flags = {"ema": True, "ema_decay": 0.9, "warmup_epochs": 1, "schedule": "cosine", "optimizer": "adamw",
-             "lr": 0.003, "epochs": 3, "tta_flip": True, "fold": "0", "keep_last": True}
+             "lr": 0.003, "epochs": 3, "tta_flip": True, "fold": "0", "keep_last": True, "age_balance": 0.5}
     straight, pieces = tmp_path / "straight", tmp_path / "pieces"
     _train(tiny_data, straight, **flags)
     steps = _count_optimizer_steps(monkeypatch)
@@ -540,3 +540,10 @@ def test_calibrate_bands_records_a_factor_per_predicted_age_band(tiny_data: Data
     _train(tiny_data, out, fold=0, calibrate_bands=True)
     bands = load_checkpoint(out / "fold0" / "best.pt")["calibration"]["bands"]
     assert bands["edges"] == list(AGE_BANDS) and bands["factors"] == [1.0] * 5  # 4 validation rows: too few
+
+
+def test_age_balanced_draws_change_what_an_epoch_trains_on(tiny_data: Data, tmp_path: Path) -> None:
+    for name, power in (("plain", 0.0), ("balanced", 1.0)):
+        _train(tiny_data, tmp_path / name, fold="0", epochs=1, age_balance=power)
+    a, b = (load_checkpoint(tmp_path / name / "fold0" / "best.pt")["model"] for name in ("plain", "balanced"))
+    assert not all(torch.equal(a[n], b[n]) for n in a)

@@ -77,6 +77,9 @@ class TrainConfig:
     ema_decay: float = _setting(0.998, "Decay of the weight average (with timm's warm-up of the decay).")
     keep: str = _setting("best", "Model that tests the fold: best (lowest validation MAE), last, or ema "
                                  "(the average after the last epoch).")
+    age_balance: float = _setting(0.0, "Draw training faces with weight (faces in their 5-year age band)^-P "
+                                       "each epoch, with replacement: 0 = each face once, 0.5 = square "
+                                       "root, 1 = every band equally (faceage.train.balance).")
     tta_flip: bool = _setting(False, "Average each face's age distribution with its mirror's (test time).")
     calibrate: bool = _setting(True, "Fit a scale on the predicted std on each fold's validation rows "
                                      "after the best epoch, so the std is honest (mv, softmax).")
@@ -201,6 +204,8 @@ def _recipe_problems(cfg: TrainConfig) -> list[str]:
         problems.append(f"min_lr must lie in [0, lr), not {cfg.min_lr}")
     if not 0 < cfg.ema_decay < 1:
         problems.append(f"ema_decay must lie strictly between 0 and 1, not {cfg.ema_decay}")
+    if not 0 <= cfg.age_balance <= 1:
+        problems.append(f"age_balance must lie in [0, 1], not {cfg.age_balance}")
     if cfg.layer_decay is not None and not 0 < cfg.layer_decay <= 1:
         problems.append(f"layer_decay must lie in (0, 1], not {cfg.layer_decay}")
     return problems

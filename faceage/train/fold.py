@@ -22,6 +22,7 @@ from faceage.manifest.protocols import FoldSplit
 from faceage.model.checkpoint import load_training_state
 from faceage.model.losses import make_loss
 from faceage.model.network import AgeModel, build_model
+from faceage.train.balance import balanced_rows
 from faceage.train.batches import num_batches
 from faceage.train.distributed import any_rank
 from faceage.train.fold_state import Fold, FoldFiles
@@ -65,7 +66,8 @@ def _epoch(job: TrainingJob, fold: Fold, learner: Learner, files: FoldFiles, epo
     """Train one epoch (from the step a resumed one reached), validate, step the schedule, checkpoint."""
     cfg = job.cfg
     at_start = fold.generator.get_state()
-    batches = job.data.batches(fold.split.train, cfg.batch_size, True, fold.generator, drop_last=True)
+    rows = balanced_rows(fold.split.train, job.ages(fold.split.train), cfg.age_balance, fold.generator)
+    batches = job.data.batches(rows, cfg.batch_size, True, fold.generator, drop_last=True)
     batches = itertools.islice(batches, fold.progress.step, None)  # all drawn up front: skipping is exact
     lr = fold.optimizer.param_groups[0]["lr"]
     plan = EpochPlan(batches, n_steps, f"fold {fold.k}, epoch {epoch + 1}/{cfg.epochs}", epoch * n_steps)
