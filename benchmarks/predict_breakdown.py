@@ -1,9 +1,10 @@
 """Where a face's time goes in `faceage predict` with the bundled model, stage by stage, in one run:
-decode, detection (with its padded retry where a photo needs it), the warp to the aligned crop, the
-preprocessing (resize, centre crop, normalisation) and the model, each timed alone over the same photos on
-all `--threads` cores, then `predict_images` end to end as `faceage predict` runs it (the cores split
-between the detector and the model, which run at once). The baseline is the detector alone on all the
-cores: predict's faces/s over the detector's is the ratio the "first five minutes" issue targets (≥ 0.6).
+decode, detection (with its padded retry where a photo needs it), the warp to the aligned crop (straight to
+the model's side, as predict does), the preprocessing (centre crop, normalisation) and the model, each
+timed alone over the same photos on all `--threads` cores, then `predict_images` end to end as `faceage
+predict` runs it (the cores split between the detector and the model, which run at once). The baseline is
+the detector alone on all the cores: predict's faces/s over the detector's is the ratio the "first five
+minutes" issue targets (≥ 0.6).
 
     python benchmarks/predict_breakdown.py --num-images 200 --threads 2
 """
@@ -55,7 +56,9 @@ def main() -> None:
     located = timed("detect (+ padded retry)", lambda: [locate(detector, image) for image in images])
     found = [(image, choose(loc.faces, "largest")) for image, loc in zip(images, located, strict=True)
              if loc.faces]
-    crops = timed("warp", lambda: [align_face(image, face.kps, settings.size)[0] for image, face in found])
+    side = estimator.info.resize  # predict warps straight to the side the model reads
+    crops = timed("warp", lambda: [align_face(image, face.kps, settings.size, side)[0]
+                                   for image, face in found])
     x = timed("preprocess", lambda: preprocess(crops, estimator.info))
     timed("model (bundled, flip inside)", lambda: [estimator.estimate(x[i:i + args.batch_size])
                                                    for i in range(0, len(x), args.batch_size)])
