@@ -5,9 +5,9 @@ average (EMA)? All three on the same validation and held-out faces of a finished
 
 Needs the run trained with `ema: true` and `--keep-last` (fold0/last.pt holds the last epoch's weights and
 the average). Each model predicts the run's own cached faces through training's test path (centre crop,
-the run's test-time flip), so the three differ only by their weights. Prints, per model, the validation
-MAE and the held-out MAE per source and in all, and in all without the test-time flip (which doubles the
-model's cost in predict).
+the run's test-time flip), so the three differ only by their weights. Prints a Markdown table for the card:
+per model, the validation MAE, the held-out MAE per source and in all, and in all without the test-time
+flip (which doubles the model's cost in predict).
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from rich.table import Table
+from editions import markdown
 
-from faceage.core.console import console
 from faceage.evaluate.metrics import mae
 from faceage.manifest.protocols import split_for_fold
 from faceage.manifest.read import read_manifest
@@ -55,10 +54,9 @@ def main() -> None:
     ages = manifest["age"].to_numpy(np.float64)
     test_sources = source.to_numpy()[split.test]
 
-    table = Table(title=f"{args.run}: best epoch {best['epoch']}, last epoch {last['epochs_done']}, average")
-    names = ["model", "validation MAE", *sorted(set(test_sources)), "held out, all", "all, without flip"]
-    for name in names:
-        table.add_column(name, justify="left" if name == "model" else "right")
+    print(f"{args.run}: best = epoch {best['epoch']}, last = epoch {last['epochs_done']}, average = the "
+          f"weight average after it; MAE on {len(split.val)} validation and {len(split.test)} held-out faces\n")
+    table: list[list[str]] = []
     for name, weights in (("best", best["model"]), ("last", last["model"]), ("average (EMA)", last["ema"])):
         model.load_state_dict(weights)
         scores = []
@@ -68,9 +66,10 @@ def main() -> None:
             scores.append(predict(model, batches, torch.device("cpu"), flip=flipped)["pred"])
         per_source = [mae(scores[1][test_sources == s], ages[split.test][test_sources == s])
                       for s in sorted(set(test_sources))]
-        table.add_row(name, f"{mae(scores[0], ages[split.val]):.3f}", *(f"{v:.3f}" for v in per_source),
-                      f"{mae(scores[1], ages[split.test]):.3f}", f"{mae(scores[2], ages[split.test]):.3f}")
-    console.print(table)
+        table.append([name, f"{mae(scores[0], ages[split.val]):.3f}", *(f"{v:.3f}" for v in per_source),
+                     f"{mae(scores[1], ages[split.test]):.3f}", f"{mae(scores[2], ages[split.test]):.3f}"])
+    print(markdown(["model", "validation", *sorted(set(test_sources)), "held out, all", "all, without flip"],
+                   table))
 
 
 if __name__ == "__main__":
