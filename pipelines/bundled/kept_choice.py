@@ -55,7 +55,7 @@ def main() -> None:
     test_sources = source.to_numpy()[split.test]
 
     print(f"{args.run}: best = epoch {best['epoch']}, last = epoch {last['epochs_done']}, average = the "
-          f"weight average after it; MAE on {len(split.val)} validation and {len(split.test)} held-out faces\n")
+          f"weight average after it; MAE on {len(split.val)} validation and {len(split.test)} held out\n")
     table: list[list[str]] = []
     for name, weights in (("best", best["model"]), ("last", last["model"]), ("average (EMA)", last["ema"])):
         model.load_state_dict(weights)
