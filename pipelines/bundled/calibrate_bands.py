@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 import onnx
+from editions import BANDS
 from rich.table import Table
 from splits import HERE, predicted, split_rows
 
@@ -54,18 +55,19 @@ def stamp(path: Path, bands: StdBands) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=HERE.parents[2] / "shared" / "data")
-    p.add_argument("--write", action="store_true", help="stamp the factors into the bundled file")
+    p.add_argument("--model", type=Path, default=None, help="the .onnx to calibrate (default: the bundled file)")
+    p.add_argument("--write", action="store_true", help="stamp the factors into that file")
     args = p.parse_args()
     rows = split_rows(args.data)
-    model = bundled_model()
+    model = args.model or bundled_model()
     valid = predicted(model, rows[rows["split"] == "valid"])
     bands = fit_std_bands(valid["mean"], valid["std"], valid["age"])
     spans = zip(bands.edges, bands.edges[1:], bands.factors, strict=False)
     console.print(f"{len(valid)} validation faces; factors per predicted-age band "
                   f"{', '.join(f'[{lo:g}, {hi:g}): {f:.3f}' for lo, hi, f in spans)}")
     held = predicted(model, rows[rows["split"] == "test"])
-    before = per_group(held["pred"], held["age"], (held["mean"], held["std"]))
-    after = per_group(held["pred"], held["age"], (held["mean"], bands.apply(held["mean"], held["std"])))
+    before = per_group(held["pred"], held["age"], (held["mean"], held["std"]), BANDS)
+    after = per_group(held["pred"], held["age"], (held["mean"], bands.apply(held["mean"], held["std"])), BANDS)
     console.print(group_table(f"held-out faces ({len(held)}), coverage per true-age group", before, after))
     if args.write:
         stamp(model, bands)
