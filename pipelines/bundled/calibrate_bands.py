@@ -55,7 +55,7 @@ def stamp(path: Path, bands: StdBands) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=HERE.parents[2] / "shared" / "data")
-    p.add_argument("--model", type=Path, default=None, help="the .onnx to calibrate (default: the bundled file)")
+    p.add_argument("--model", type=Path, default=None, help="the .onnx to calibrate (default: bundled)")
     p.add_argument("--write", action="store_true", help="stamp the factors into that file")
     args = p.parse_args()
     rows = split_rows(args.data)
@@ -67,7 +67,8 @@ def main() -> None:
                   f"{', '.join(f'[{lo:g}, {hi:g}): {f:.3f}' for lo, hi, f in spans)}")
     held = predicted(model, rows[rows["split"] == "test"])
     before = per_group(held["pred"], held["age"], (held["mean"], held["std"]), BANDS)
-    after = per_group(held["pred"], held["age"], (held["mean"], bands.apply(held["mean"], held["std"])), BANDS)
+    banded = bands.apply(held["mean"], held["std"])
+    after = per_group(held["pred"], held["age"], (held["mean"], banded), BANDS)
     console.print(group_table(f"held-out faces ({len(held)}), coverage per true-age group", before, after))
     if args.write:
         stamp(model, bands)
