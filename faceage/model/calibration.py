@@ -9,14 +9,14 @@ all apply it; the age distribution itself (`probs`) stays the network's own.
 
 A softmax temperature (dividing the logits by T) was measured against it and reached the same coverage,
 but by flattening the distribution's tails it pulled the mean towards the middle of 0..100 and cost MAE
-(on the bundled model's held-out faces: +0.16 years against none), so only the scale is fitted.
+(on the first bundled model's held-out faces: +0.16 years against none), so only the scale is fitted.
 
-One scale is right on average and can be wrong by age (the bundled model's teenagers were within one std a
-third of the time). `StdBands` adds a factor per band of the *predicted* age (the true one is unknown at
-predict time), fitted the same way on the validation faces of that band, on top of the scale; a band with
-fewer than `MIN_BAND_FACES` validation faces keeps factor 1. Applied outside the network, in numpy, by
-everything that turns outputs into ages (train's test predictions, predict), and carried by best.pt and the
-exported file.
+One scale is right on average and can be wrong by age (the first bundled model's teenagers were within
+one std a third of the time). `StdBands` adds a factor per band of the *predicted* age (the true one is
+unknown at predict time), fitted the same way on the validation faces of that band, on top of the scale; a
+band with fewer than `MIN_BAND_FACES` validation faces keeps factor 1. Applied outside the network, in
+numpy, by everything that turns outputs into ages (train's test predictions, predict), and carried by
+best.pt and the exported file.
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
-"""The bundled model's std, honest at every age: a factor per predicted-age band fitted on its validation
-faces (never the held-out ones), and the coverage per true-age group on the held-out faces before and after.
+"""The bundled model's std, honest at every age? A factor per predicted-age band fitted on its validation
+faces (never the held-out ones) two ways, by Gaussian likelihood (train's `--calibrate-bands`) and so that
+68.3 % of each band's validation faces lie within 1 std, and the shares within 1 and 2 std per true-age
+band on the validation and the held-out faces with the one scale and with each fit.
 
     python pipelines/bundled/calibrate_bands.py --data ../shared/data            # measure only
     python pipelines/bundled/calibrate_bands.py --data ../shared/data --write    # then stamp the file
 
-`--write` puts the factors into the shipped file's metadata (`faceage.std_bands`; the graph is untouched,
-so ages and MAE cannot move) and rewrites its sha256. Both models go through `faceage predict`'s own path.
+`--write` puts the likelihood factors into the file's metadata (`faceage.std_bands`; the graph is untouched,
+so ages and MAE cannot move) and rewrites its sha256. The faces go through `faceage predict`'s own path.
 """
 
 from __future__ import annotations
@@ -14,25 +16,44 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import onnx
+import pandas as pd
 from editions import BANDS
 from rich.table import Table
 from splits import HERE, predicted, split_rows
 
 from faceage.core.console import console
-from faceage.evaluate.metrics import GroupStats, per_group
-from faceage.model.calibration import StdBands, fit_std_bands
+from faceage.evaluate.metrics import GroupStats, calibrate, gaussian_share, per_group
+from faceage.model.calibration import AGE_BANDS, MIN_BAND_FACES, StdBands, fit_std_bands
 from faceage.predict.onnx_model import META_PREFIX
 from faceage.zoo import bundled_model, write_checksum
 
+COVERAGE_1STD = gaussian_share(1.0)  # 68.3 %: a Gaussian's share within 1 std
 
-def group_table(title: str, before: list[GroupStats], after: list[GroupStats]) -> Table:
+
+def quantile_bands(valid: pd.DataFrame, share: float = COVERAGE_1STD) -> StdBands:
+    """Factors per predicted-age band that put `share` of each band's validation faces within 1 std (a
+    band with under MIN_BAND_FACES faces keeps 1): aimed at the 1-std share itself, where the likelihood
+    fit answers heavy-tailed errors with a wider std."""
+    z = ((valid["age"] - valid["mean"]).abs() / valid["std"]).to_numpy()
+    band = np.clip(np.searchsorted(AGE_BANDS, valid["mean"], side="right") - 1, 0, len(AGE_BANDS) - 2)
+    factors = tuple(float(np.quantile(z[band == b], share)) if (band == b).sum() >= MIN_BAND_FACES else 1.0
+                    for b in range(len(AGE_BANDS) - 1))
+    return StdBands(AGE_BANDS, factors)
+
+
+def group_table(title: str, faces: pd.DataFrame, fits: dict[str, StdBands | None]) -> Table:
+    """Per true-age band: the shares within 1 / 2 std with each fit (None: the std as the model gives it)."""
     table = Table(title=title)
-    for name in ("true age", "faces", "within 1 / 2 std, one scale", "by band"):
+    for name in ("true age", "faces", *fits):
         table.add_column(name, justify="left" if name == "true age" else "right")
-    for b, a in zip(before, after, strict=True):
-        if b.n:
-            table.add_row(b.label, str(b.n), _shares(b), _shares(a))
+    columns = [per_group(faces["pred"], faces["age"], (faces["mean"], faces["std"] if bands is None
+                                                       else bands.apply(faces["mean"], faces["std"])), BANDS)
+               for bands in fits.values()]
+    for groups in zip(*columns, strict=True):
+        if groups[0].n:
+            table.add_row(groups[0].label, str(groups[0].n), *(_shares(g) for g in groups))
     return table
 
 
@@ -61,15 +82,23 @@ def main() -> None:
     rows = split_rows(args.data)
     model = args.model or bundled_model()
     valid = predicted(model, rows[rows["split"] == "valid"])
-    bands = fit_std_bands(valid["mean"], valid["std"], valid["age"])
-    spans = zip(bands.edges, bands.edges[1:], bands.factors, strict=False)
-    console.print(f"{len(valid)} validation faces; factors per predicted-age band "
-                  f"{', '.join(f'[{lo:g}, {hi:g}): {f:.3f}' for lo, hi, f in spans)}")
     held = predicted(model, rows[rows["split"] == "test"])
-    before = per_group(held["pred"], held["age"], (held["mean"], held["std"]), BANDS)
-    banded = bands.apply(held["mean"], held["std"])
-    after = per_group(held["pred"], held["age"], (held["mean"], banded), BANDS)
-    console.print(group_table(f"held-out faces ({len(held)}), coverage per true-age group", before, after))
+    fits = {"one scale": None, "by likelihood": fit_std_bands(valid["mean"], valid["std"], valid["age"]),
+            "by 68.3 % quantile": quantile_bands(valid)}
+    for name, bands in fits.items():
+        if bands is not None:
+            spans = zip(bands.edges, bands.edges[1:], bands.factors, strict=False)
+            console.print(f"{name}: factors per predicted-age band "
+                          f"{', '.join(f'[{lo:g}, {hi:g}): {f:.3f}' for lo, hi, f in spans)}")
+    for title, faces in (("validation", valid), ("held-out", held)):
+        console.print(group_table(f"{title} faces ({len(faces)}), within 1 / 2 std by true age", faces, fits))
+        for name, bands in fits.items():
+            std = faces["std"] if bands is None else bands.apply(faces["mean"], faces["std"])
+            shares = calibrate(faces["mean"], faces["age"], std, "mean")
+            console.print(f"  {title}, all, {name}: {100 * shares.within_1std:.1f} / "
+                          f"{100 * shares.within_2std:.1f} %")
+    bands = fits["by likelihood"]
+    assert bands is not None
     if args.write:
         stamp(model, bands)
         console.print(f"wrote the factors into {model} and its sha256")
