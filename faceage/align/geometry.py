@@ -101,7 +101,7 @@ def align_face(image: np.ndarray, kps: np.ndarray, size: int = 256,
 
     sample: deliver the crop at this side instead: the `size` crop's framing, with pixel centres where
     resizing the `size` crop to `sample` would put them. predict warps straight to the side its model reads,
-    which saves the aligned crop's resize (a millisecond a face) without moving the face in the frame.
+    which saves resizing the aligned crop (about 0.6 ms a face) without moving the face in the frame.
     """
     matrix = fit_similarity(kps, template(size))
     if sample is not None and sample != size:

@@ -46,9 +46,7 @@ class StdBands:
 
     def apply(self, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
         """`std` times the factor of each face's predicted-age band (faces outside the edges: the nearest)."""
-        band = np.clip(np.searchsorted(self.edges, np.asarray(mean, np.float64), side="right") - 1, 0,
-                       len(self.factors) - 1)
-        return np.asarray(std, np.float64) * np.asarray(self.factors)[band]
+        return np.asarray(std, np.float64) * np.asarray(self.factors)[predicted_band(mean, self.edges)]
 
     def to_record(self) -> dict[str, Any]:
         return {"edges": list(self.edges), "factors": list(self.factors)}
@@ -61,12 +59,17 @@ class StdBands:
         return cls(tuple(float(e) for e in record["edges"]), tuple(float(f) for f in record["factors"]))
 
 
+def predicted_band(mean: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
+    """Each predicted age's band index in [edges[i], edges[i + 1]); ages outside the edges: the nearest."""
+    return np.clip(np.searchsorted(edges, np.asarray(mean, np.float64), side="right") - 1, 0, len(edges) - 2)
+
+
 def fit_std_bands(mean: np.ndarray, std: np.ndarray, ages: np.ndarray, edges: tuple[float, ...] = AGE_BANDS,
                   min_faces: int = MIN_BAND_FACES) -> StdBands:
     """The factor of each predicted-age band by Gaussian likelihood on the faces of that band (as
     `std_scale`, from stds that already carry the scale); 1 for a band with fewer than `min_faces`."""
     mean, std, ages = (np.asarray(a, np.float64) for a in (mean, std, ages))
-    band = np.clip(np.searchsorted(edges, mean, side="right") - 1, 0, len(edges) - 2)
+    band = predicted_band(mean, edges)
     factors = []
     for b in range(len(edges) - 1):
         inside = band == b

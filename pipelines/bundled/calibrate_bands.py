@@ -25,7 +25,7 @@ from splits import HERE, predicted, split_rows
 
 from faceage.core.console import console
 from faceage.evaluate.metrics import GroupStats, calibrate, gaussian_share, per_group
-from faceage.model.calibration import AGE_BANDS, MIN_BAND_FACES, StdBands, fit_std_bands
+from faceage.model.calibration import AGE_BANDS, MIN_BAND_FACES, StdBands, fit_std_bands, predicted_band
 from faceage.predict.onnx_model import META_PREFIX
 from faceage.zoo import bundled_model, write_checksum
 
@@ -37,7 +37,7 @@ def quantile_bands(valid: pd.DataFrame, share: float = COVERAGE_1STD) -> StdBand
     band with under MIN_BAND_FACES faces keeps 1): aimed at the 1-std share itself, where the likelihood
     fit answers heavy-tailed errors with a wider std."""
     z = ((valid["age"] - valid["mean"]).abs() / valid["std"]).to_numpy()
-    band = np.clip(np.searchsorted(AGE_BANDS, valid["mean"], side="right") - 1, 0, len(AGE_BANDS) - 2)
+    band = predicted_band(valid["mean"].to_numpy(), AGE_BANDS)
     factors = tuple(float(np.quantile(z[band == b], share)) if (band == b).sum() >= MIN_BAND_FACES else 1.0
                     for b in range(len(AGE_BANDS) - 1))
     return StdBands(AGE_BANDS, factors)

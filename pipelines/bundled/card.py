@@ -1,11 +1,11 @@
-"""The measured part of the bundled model's card, from its run's held-out predictions.
+"""The held-out tables of any bundled-model run, from its own predictions (training's test path).
 
     python pipelines/bundled/card.py --run work/bundled/run --labels work/bundled/labels.csv
 
-prints Markdown tables (counts per source and split; held-out MAE, CS@5 and calibration shares per source;
-MAE and bias per age group; ChaLearn ε-error; the shares before calibration, and the temperature where
-the run logged one) for
-faceage/zoo/README.md. Every figure is on the held-out faces (`split` = test), which training never saw.
+prints Markdown tables: counts per source and split; held-out MAE, CS@5, calibration shares and ChaLearn
+ε-error per source; MAE, bias and shares per true-age band (editions.py's); the shares before calibration
+(and the temperature where the run logged one). Every figure is on the held-out faces (`split` = test),
+which training never saw. editions.py gives the same tables for model files through predict's path.
 """
 
 from __future__ import annotations
@@ -14,14 +14,10 @@ import argparse
 from pathlib import Path
 
 import pandas as pd
+from editions import BANDS, markdown as table, source_rows
 
-from faceage.evaluate.metrics import calibrate, cs_at, epsilon_error, mae, per_group
+from faceage.evaluate.metrics import per_group
 from faceage.model.checkpoint import load_kept_model
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
 def main() -> None:
@@ -43,19 +39,14 @@ def main() -> None:
     print(table(["source", "train", "valid", "held out"],
                 [[s, *(str(counts.loc[s, c]) for c in ("train", "valid", "test"))] for s in counts.index]))
 
-    rows = []
-    for name, part in [*predictions.groupby("source"), ("all", predictions)]:
-        shares = calibrate(part["mean"], part["age"], part["std"], "mean")
-        eps = epsilon_error(part["pred"], part["age"], part["age_std"])
-        rows.append([str(name), str(len(part)), f"{mae(part['pred'], part['age']):.2f}",
-                     f"{100 * cs_at((part['pred'] - part['age']).abs(), 5):.1f} %",
-                     f"{100 * shares.within_1std:.1f} %", f"{100 * shares.within_2std:.1f} %",
-                     "" if eps.value is None else f"{eps.value:.3f}"])
+    rows = [source_rows(str(name), part, len(part))
+            for name, part in [*predictions.groupby("source"), ("all", predictions)]]
     print("\n### Held-out faces\n")
-    print(table(["source", "faces", "MAE", "CS@5", "within 1 std", "within 2 std", "ε-error"], rows))
+    print(table(["source", "faces", "MAE", "CS@5", "within 1 / 2 std", "ε-error"], rows))
 
-    print("\n### Held-out MAE, bias (mean of pred − age) and coverage per age group, all sources\n")
-    groups = per_group(predictions["pred"], predictions["age"], (predictions["mean"], predictions["std"]))
+    print("\n### Held-out MAE, bias (mean of pred − age) and coverage per true-age band, all sources\n")
+    groups = per_group(predictions["pred"], predictions["age"], (predictions["mean"], predictions["std"]),
+                       BANDS)
     print(table(["age", "faces", "MAE", "bias", "within 1 std", "within 2 std"],
                 [[g.label, str(g.n), f"{g.mae:.2f}", f"{g.bias:+.2f}", f"{100 * (g.within_1std or 0):.1f} %",
                   f"{100 * (g.within_2std or 0):.1f} %"] for g in groups if g.n]))

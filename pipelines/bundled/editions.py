@@ -77,9 +77,10 @@ def main() -> None:
     rows = split_rows(args.data)
     held = rows[rows["split"] == "test"].assign(family=lambda t: t["source"].map(prepare.FAMILY))
     old, new = predicted(args.old, held), predicted(args.new, held)
-    first = held["source"].isin(prepare.FIRST_EDITION)
-    in_first = old["source"].isin(prepare.FIRST_EDITION), new["source"].isin(prepare.FIRST_EDITION)
-    report("The first edition's held-out faces", old[in_first[0]], new[in_first[1]], held[first])
+    def firsts(table: pd.DataFrame) -> pd.DataFrame:
+        return table[table["source"].isin(prepare.FIRST_EDITION)]
+
+    report("The first edition's held-out faces", firsts(old), firsts(new), firsts(held))
     report("Every held-out face", old, new, held)
 
 

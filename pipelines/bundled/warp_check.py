@@ -21,6 +21,7 @@ from splits import split_rows
 
 from faceage.align.detect import make_detector
 from faceage.align.faces import find_faces
+from faceage.align.geometry import align_face
 from faceage.core.console import console
 from faceage.core.imageio import load_rgb
 from faceage.evaluate.metrics import calibrate, epsilon_error, mae
@@ -38,14 +39,11 @@ def both_ways(model: str | None, held: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for row in held.itertuples():
         image = load_rgb(row.file)
-        faces = {}
-        for way, sample in (("resized", None), ("direct", estimator.info.resize)):
-            found = find_faces(detector, image, settings, sample=sample).faces
-            if found and found[0].crop is not None:
-                faces[way] = found[0].crop
-        if len(faces) < 2:
+        found = find_faces(detector, image, settings).faces  # aligned at settings.size: the resized way
+        if not found or found[0].crop is None:
             continue
-        ages = estimator.estimate(preprocess([faces["resized"], faces["direct"]], estimator.info))
+        direct, _ = align_face(image, found[0].face.kps, settings.size, estimator.info.resize)
+        ages = estimator.estimate(preprocess([found[0].crop, direct], estimator.info))
         rows.append({"source": row.source, "age": row.age, "age_std": row.age_std,
                      **{f"{k}_{way}": float(getattr(ages, k)[i])
                         for i, way in enumerate(("resized", "direct")) for k in ("pred", "mean", "std")}})
