@@ -103,6 +103,7 @@ def test_recipe_none_means_random_init(tmp_path: Path) -> None:
         ({"img_size": 300}, "img_size (the crop, 300) may not exceed resize (256)"),
         ({"lr": 0}, "lr must be positive"),
         ({"age_balance": 1.5}, "age_balance must lie in [0, 1], not 1.5"),
+        ({"source_balance": -0.5}, "source_balance must lie in [0, 1], not -0.5"),
         ({"device": "tpu"}, "device must be auto, cpu, cuda or cuda:N"),
         ({"backbone": None}, "'backbone' may not be empty"),
     ],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -547,3 +548,21 @@ def test_age_balanced_draws_change_what_an_epoch_trains_on(tiny_data: Data, tmp_
         _train(tiny_data, tmp_path / name, fold="0", epochs=1, age_balance=power)
     a, b = (load_checkpoint(tmp_path / name / "fold0" / "best.pt")["model"] for name in ("plain", "balanced"))
     assert not all(torch.equal(a[n], b[n]) for n in a)
+
+
+def test_source_balanced_draws_change_training_only_where_sources_differ(tiny_data: Data,
+                                                                          tmp_path: Path) -> None:
+    images, manifest = tiny_data
+    table = pd.read_csv(manifest)
+    table["path"] = [f"{'small' if i >= 40 else 'big'}/{path}" for i, path in enumerate(table["path"])]
+    for path in table["path"]:
+        (tmp_path / "two" / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(images / Path(path).name, tmp_path / "two" / path)
+    table.to_csv(tmp_path / "two.csv", index=False)
+    _train(tiny_data, tmp_path / "plain", fold="0", epochs=1)
+    _train(tiny_data, tmp_path / "flat", fold="0", epochs=1, source_balance=1.0)  # one source: plain epoch
+    _train((tmp_path / "two", tmp_path / "two.csv"), tmp_path / "two_sources", fold="0", epochs=1,
+           source_balance=1.0)
+    plain, flat, two = (_params(tmp_path / name, name="best.pt") for name in ("plain", "flat", "two_sources"))
+    assert all(torch.equal(plain[n], flat[n]) for n in plain)
+    assert not all(torch.equal(plain[n], two[n]) for n in plain)

@@ -80,6 +80,10 @@ class TrainConfig:
     age_balance: float = _setting(0.0, "Draw training faces with weight (faces in their 5-year age band)^-P "
                                        "each epoch, with replacement: 0 = each face once, 0.5 = square "
                                        "root, 1 = every band equally (faceage.train.balance).")
+    source_balance: float = _setting(0.0, "Draw training faces with weight (faces from their source, the top "
+                                          "folder of the manifest path)^-P each epoch, with replacement, so "
+                                          "a small dataset among large ones keeps a share (0 = off; "
+                                          "combines with age_balance).")
     tta_flip: bool = _setting(False, "Average each face's age distribution with its mirror's (test time).")
     calibrate: bool = _setting(True, "Fit a scale on the predicted std on each fold's validation rows "
                                      "after the best epoch, so the std is honest (mv, softmax).")
@@ -204,8 +208,9 @@ def _recipe_problems(cfg: TrainConfig) -> list[str]:
         problems.append(f"min_lr must lie in [0, lr), not {cfg.min_lr}")
     if not 0 < cfg.ema_decay < 1:
         problems.append(f"ema_decay must lie strictly between 0 and 1, not {cfg.ema_decay}")
-    if not 0 <= cfg.age_balance <= 1:
-        problems.append(f"age_balance must lie in [0, 1], not {cfg.age_balance}")
+    for name in ("age_balance", "source_balance"):
+        if not 0 <= getattr(cfg, name) <= 1:
+            problems.append(f"{name} must lie in [0, 1], not {getattr(cfg, name)}")
     if cfg.layer_decay is not None and not 0 < cfg.layer_decay <= 1:
         problems.append(f"layer_decay must lie in (0, 1], not {cfg.layer_decay}")
     return problems

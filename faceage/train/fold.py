@@ -66,7 +66,9 @@ def _epoch(job: TrainingJob, fold: Fold, learner: Learner, files: FoldFiles, epo
     """Train one epoch (from the step a resumed one reached), validate, step the schedule, checkpoint."""
     cfg = job.cfg
     at_start = fold.generator.get_state()
-    rows = balanced_rows(fold.split.train, job.ages(fold.split.train), cfg.age_balance, fold.generator)
+    train = fold.split.train
+    rows = balanced_rows(train, job.ages(train), job.sources(train), cfg.age_balance, cfg.source_balance,
+                         fold.generator)
     batches = job.data.batches(rows, cfg.batch_size, True, fold.generator, drop_last=True)
     batches = itertools.islice(batches, fold.progress.step, None)  # all drawn up front: skipping is exact
     lr = fold.optimizer.param_groups[0]["lr"]

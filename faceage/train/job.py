@@ -14,6 +14,7 @@ from torch import nn
 
 from faceage.core.errors import StageInterruptedError
 from faceage.evaluate.metrics import mae
+from faceage.train.balance import path_sources
 from faceage.train.batches import DeviceImages
 from faceage.train.config import TrainConfig
 from faceage.train.distributed import DistContext
@@ -44,6 +45,9 @@ class TrainingJob:
 
     def ages(self, rows: np.ndarray) -> np.ndarray:
         return self.manifest["age"].to_numpy(np.float64)[rows]
+
+    def sources(self, rows: np.ndarray) -> np.ndarray:
+        return path_sources(self.manifest["path"].to_numpy(str)[rows])
 
     def predictions(self, model: nn.Module, rows: np.ndarray) -> dict[str, np.ndarray]:
         """The model's predictions on `rows`, with the run's test-time flip (as predict and export do)."""
