@@ -4,9 +4,10 @@ the model's side, as predict does), the preprocessing (centre crop, normalisatio
 timed alone over the same photos on all `--threads` cores, then `predict_images` end to end as `faceage
 predict` runs it (the cores split between the detector and the model, which run at once). The baseline is
 the detector alone on all the cores: predict's faces/s over the detector's is the ratio the "first five
-minutes" issue targets (≥ 0.6).
+minutes" issue targets (≥ 0.6), the detector run at its fastest (`predict_throughput.detector_alone`).
 
     python benchmarks/predict_breakdown.py --num-images 200 --threads 2
+    python benchmarks/predict_breakdown.py --model candidate.onnx   # another exported model in its place
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import time
 from pathlib import Path
 
+from predict_throughput import detector_alone
 from rich.table import Table
 
 from faceage.align.detect import make_detector
@@ -23,7 +25,7 @@ from faceage.align.geometry import align_face, choose, locate
 from faceage.core.console import console
 from faceage.core.imageio import load_rgb
 from faceage.predict.estimator import load_estimator, preprocess
-from faceage.predict.options import PredictOptions, alignment_for, split_threads
+from faceage.predict.options import PredictOptions, alignment_for, share_cores
 from faceage.predict.photos import predict_images
 
 MORPH = Path(__file__).resolve().parents[2] / "shared" / "data" / "morph_subset" / "images"
@@ -35,13 +37,14 @@ def main() -> None:
     p.add_argument("--num-images", type=int, default=200, help="photos, sorted by name (default 200)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="cores (default: all)")
     p.add_argument("--batch-size", type=int, default=32, help="faces per model call (default 32)")
+    p.add_argument("--model", type=Path, help="an exported .onnx to time instead of the bundled model")
     args = p.parse_args()
     photos = sorted(f for f in args.images.iterdir() if f.is_file())[: args.num_images]
-    estimator = load_estimator(None, device="cpu", threads=args.threads)
+    estimator = load_estimator(args.model, device="cpu", threads=args.threads)
     options = PredictOptions(threads=args.threads, device="cpu", batch_size=args.batch_size)
     settings = alignment_for(estimator.info, options)
     detector = make_detector(settings.detector, settings.model, args.threads, "cpu", settings.score_threshold)
-    as_predict = load_estimator(None, device="cpu", threads=split_threads(args.threads)[1])
+    as_predict = load_estimator(args.model, device="cpu", threads=share_cores(args.threads).model_threads)
     predict_images(as_predict, photos[:4], options, progress=False)  # warm-up: sessions, caches
 
     seconds: dict[str, float] = {}
@@ -60,17 +63,20 @@ def main() -> None:
     crops = timed("warp", lambda: [align_face(image, face.kps, settings.size, side)[0]
                                    for image, face in found])
     x = timed("preprocess", lambda: preprocess(crops, estimator.info))
-    timed("model (bundled, flip inside)", lambda: [estimator.estimate(x[i:i + args.batch_size])
-                                                   for i in range(0, len(x), args.batch_size)])
+    flip = "flip inside" if estimator.info.flip else "no flip"
+    name = args.model.name if args.model else "bundled"
+    timed(f"model ({name}, {flip})", lambda: [estimator.estimate(x[i:i + args.batch_size])
+                                              for i in range(0, len(x), args.batch_size)])
     faces = len(crops)
-    detector_rate = faces / seconds["detect (+ padded retry)"]
+    alone = detector_alone(images, args.threads, "cpu", detect=lambda d, image: locate(d, image).faces)
+    detector_rate = faces / alone.seconds
     start = time.perf_counter()
     result = predict_images(as_predict, photos, options, progress=False)
     end_to_end = time.perf_counter() - start
-    detector_threads, model_threads = split_threads(args.threads)
+    share = share_cores(args.threads)
     table = Table(title=f"where a face's time goes: {len(photos)} photos, {faces} faces, {args.threads} "
-                        f"cores (end to end: {detector_threads} detector + {model_threads} model threads), "
-                        f"batch {args.batch_size}")
+                        f"cores (end to end: {share.detect_workers} detection workers + "
+                        f"{share.model_threads} model threads), batch {args.batch_size}")
     for name in ("stage", "seconds", "ms per face", "share of the stages"):
         table.add_column(name, justify="left" if name == "stage" else "right")
     total = sum(seconds.values())
@@ -80,7 +86,8 @@ def main() -> None:
                   style="bold")
     console.print(table)
     rate = int((result.table["status"] == "ok").sum()) / end_to_end
-    console.print(f"predict {rate:.1f} faces/s; the detector alone {detector_rate:.1f} faces/s: "
+    console.print(f"predict {rate:.1f} faces/s; the detector alone ({alone.how}) {detector_rate:.1f} "
+                  f"faces/s: "
                   f"{rate / detector_rate:.2f}× (target ≥ 0.6)")
 
 

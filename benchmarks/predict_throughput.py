@@ -1,6 +1,7 @@
 """Throughput (faces/s) of `faceage predict` with torch and with ONNX, next to the detector alone, in one run.
 
-  (a) detector alone: `detector_alone` on the photos already decoded (the ceiling of predict);
+  (a) detector alone: `detector_alone` on the photos already decoded, the faster of one session on every
+      core and a one-thread session per core on its own photo (the ceiling of predict);
   (b) predict, torch: `predict_images` end to end (decode, detect, align, preprocess, model, rows);
   (c) predict, ONNX: the same with the model exported by `faceage export`'s writer, in onnxruntime;
   (d) predict, bundled model: the same with faceage/zoo's model (what `faceage predict` uses by default).
@@ -20,6 +21,8 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -37,7 +40,7 @@ from faceage.predict.estimator import load_estimator, preprocess
 from faceage.predict.export import write_onnx
 from faceage.predict.info import Estimator, ModelInfo
 from faceage.predict.onnx_model import load_onnx
-from faceage.predict.options import PredictOptions, split_threads
+from faceage.predict.options import PredictOptions, share_cores
 from faceage.predict.photos import predict_images
 from faceage.predict.torch_model import FoldEnsemble, TorchEstimator, load_ensemble
 
@@ -47,20 +50,35 @@ MORPH = Path(__file__).resolve().parents[2] / "shared" / "data" / "morph_subset"
 
 @dataclass(frozen=True)
 class DetectorTiming:
-    """Detector-only time on already-decoded images (the ceiling of predict and align)."""
+    """Detector-only time on already-decoded images (the ceiling of predict and align), and how the cores
+    were spent."""
 
     images: int
     faces: int
     seconds: float
+    how: str
 
 
-def detector_alone(detector: Detector, images: list[np.ndarray], warmup: int = 3) -> DetectorTiming:
-    """Time `detector.detect` alone on decoded images, after a few warm-up calls (sessions, prior caches)."""
-    for image in images[:warmup]:
-        detector.detect(image)
-    start = time.perf_counter()
-    faces = sum(len(detector.detect(image)) for image in images)
-    return DetectorTiming(len(images), faces, time.perf_counter() - start)
+def detector_alone(images: list[np.ndarray], threads: int, device: str = "cpu", warmup: int = 3,
+                   detect: Callable[[Detector, np.ndarray], list] = lambda d, image: d.detect(image)
+                   ) -> DetectorTiming:
+    """The detector alone on decoded images at its fastest of two ways to spend `threads` cores: one
+    session with every core inside each photo, or one one-thread session called on its own photo from each
+    of `threads` workers (predict's way). Each after a few warm-up calls (sessions, prior caches)."""
+    timings = []
+    for session_threads, workers in ((threads, 1), (1, threads)):
+        detector = make_detector("retinaface", threads=session_threads, device=device)
+        for image in images[:warmup]:
+            detect(detector, image)
+        start = time.perf_counter()
+        with ThreadPoolExecutor(workers) as pool:
+            found = pool.map(detect, [detector] * len(images), images)
+            faces = sum(len(faces_in_image) for faces_in_image in found)
+        timings.append(DetectorTiming(len(images), faces, time.perf_counter() - start,
+                                      f"{session_threads} thread(s) × {workers} worker(s)"))
+        if threads == 1:
+            break
+    return min(timings, key=lambda timing: timing.seconds)
 
 
 def parse_args() -> argparse.Namespace:
@@ -107,12 +125,12 @@ def main() -> None:
     ensemble, info = model(args)
     options = PredictOptions(detector="retinaface", size=AlignSettings().size, threads=args.threads,
                              device=args.device, batch_size=args.batch_size)
-    detector = make_detector("retinaface", threads=args.threads, device=args.device)  # alone: every core
-    model_threads = split_threads(args.threads)[1]  # predict shares the cores as `faceage predict` does
+    model_threads = share_cores(args.threads).model_threads  # predict shares the cores as `faceage predict`
     decoded = [load_rgb(p) for p in photos]
-    alone = detector_alone(detector, decoded, warmup=args.warmup)
-    results = {"detector alone": {"images": alone.images, "faces": alone.faces, "seconds": alone.seconds,
-                                  "faces_per_s": alone.faces / alone.seconds}}
+    alone = detector_alone(decoded, args.threads, args.device, warmup=args.warmup)
+    results = {f"detector alone ({alone.how})": {"images": alone.images, "faces": alone.faces,
+                                                 "seconds": alone.seconds,
+                                                 "faces_per_s": alone.faces / alone.seconds}}
     torch_estimator = TorchEstimator(ensemble, info, args.device)
     results["predict, torch"] = timed_predict(torch_estimator, photos, options, args.warmup)
     with tempfile.TemporaryDirectory() as tmp:
@@ -124,7 +142,7 @@ def main() -> None:
     bundled = load_estimator(None, device=args.device, threads=model_threads)
     as_recorded = replace(options, detector=None, size=None)  # aligned as the bundled model records
     results["predict, bundled model"] = timed_predict(bundled, photos, as_recorded, args.warmup)
-    baseline = results["detector alone"]["faces_per_s"]
+    baseline = alone.faces / alone.seconds
     table = Table(title=f"predict throughput: {info.source}, {info.img_size} px, {len(photos)} photos from "
                         f"{args.images}, device {args.device}, torch threads {torch.get_num_threads()}, "
                         f"onnxruntime threads {args.threads}")

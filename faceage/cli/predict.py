@@ -44,8 +44,8 @@ def predict_command(
     score_threshold: Annotated[float | None, align_option("score_threshold", recorded=True)] = None,
     device: Device = PREDICT.device,
     threads: Annotated[int | None, typer.Option(
-        "--threads", help="CPU cores to use: half for the detector, half for an .onnx model, which run "
-                          "at once.",
+        "--threads", help="CPU cores to use: each detects its own photos, and the model runs beside "
+                          "them on a quarter of them (at least one thread).",
         show_default="all cores")] = None,
     batch_size: Annotated[int, typer.Option(
         "--batch-size", help="Faces per model call.")] = PREDICT.batch_size,
@@ -58,7 +58,7 @@ def predict_command(
 
     from faceage.align.plan import parse_shard
     from faceage.predict.estimator import load_estimator
-    from faceage.predict.options import split_threads
+    from faceage.predict.options import share_cores
     from faceage.predict.output import check_out
     from faceage.predict.photos import predict_images
     from faceage.predict.summary import predictions_table
@@ -69,7 +69,7 @@ def predict_command(
     shares = parse_shard(shard)
     if out is not None:
         check_out(out, images)
-    estimator = load_estimator(model, fold=fold, device=device, threads=split_threads(threads)[1])
+    estimator = load_estimator(model, fold=fold, device=device, threads=share_cores(threads).model_threads)
     options = PredictOptions(
         detector=detector, detector_model=None if detector_model is None else str(detector_model), size=size,
         min_face=min_face, score_threshold=score_threshold, threads=threads, device=device,

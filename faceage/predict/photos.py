@@ -33,7 +33,7 @@ from faceage.core.schema import BOX_COLUMNS, FACE_PREDICTIONS, validate
 from faceage.predict.draw import Mark, UndrawableError, age_label, draw_targets, save_drawn
 from faceage.predict.estimator import preprocess
 from faceage.predict.info import Estimator
-from faceage.predict.options import PredictOptions, alignment_for, split_threads
+from faceage.predict.options import PredictOptions, alignment_for, share_cores
 from faceage.predict.output import PredictionFile
 from faceage.predict.summary import failure_lines
 
@@ -121,13 +121,14 @@ def predict_images(
         todo = [path for path in named if file is None or str(path) not in file.done]
         result.reused = len(named) - len(todo)
         targets = draw_targets({p: named[p] for p in todo}, draw_dir) if draw_dir is not None else {}
-        detector = make_detector(settings.detector, settings.model, split_threads(options.threads)[0],
-                                 options.device, settings.score_threshold)
+        detector = make_detector(settings.detector, settings.model, 1, options.device,  # a thread per call
+                                 settings.score_threshold)
         sample = estimator.info.resize
         with progress_bar(RateColumn("images"), enabled=progress) as bar:
             task = bar.add_task("predicting", total=len(todo))
+            workers = share_cores(options.threads).detect_workers
             located = _ahead(todo, lambda p: _find_faces(detector, p, settings, sample, p in targets),
-                             depth=options.batch_size)
+                             depth=max(options.batch_size, 2 * workers), workers=workers)
             for done in _batches(located, options.batch_size):
                 _estimate(estimator, done)
                 rows = [row for item in done for row in item.rows]
@@ -177,10 +178,12 @@ def _draw(item: _Pending, target: Path, result: PredictResult) -> None:
     result.drawn.append(target)
 
 
-def _ahead(paths: list[Path], work: Callable[[Path], _Pending], depth: int) -> Iterator[_Pending]:
-    """`work` on each path in order, on one background thread that keeps up to `depth` images ahead of the
-    caller: decoding and detection overlap the model's batches instead of waiting for them."""
-    with ThreadPoolExecutor(1, thread_name_prefix="faceage-detect") as pool:
+def _ahead(paths: list[Path], work: Callable[[Path], _Pending], depth: int, workers: int
+           ) -> Iterator[_Pending]:
+    """`work` on each path, yielded in order, on `workers` background threads that keep up to `depth`
+    images ahead of the caller: decoding and detection run on every core (onnxruntime sessions take calls
+    from many threads) and overlap the model's batches instead of waiting for them."""
+    with ThreadPoolExecutor(workers, thread_name_prefix="faceage-detect") as pool:
         pending: deque[Future[_Pending]] = deque()
         try:
             for path in paths:
