@@ -245,6 +245,16 @@ def test_failures_are_listed_and_the_run_finishes(trained_run: Path, bad_inputs_
     assert result.read == 2  # no_face.jpg and ok_plain.jpg were read
 
 
+def test_detection_on_several_cores_gives_the_one_core_table_in_the_same_order(
+        trained_run: Path, photos: list[Path], bad_inputs_dir: Path) -> None:
+    estimator = load_estimator(trained_run, device="cpu")
+    inputs = [bad_inputs_dir / "garbage.png", *photos[::-1], bad_inputs_dir / "no_face.jpg"]
+    one, four = (predict_images(estimator, inputs, PredictOptions(threads=n, batch_size=3), progress=False)
+                 for n in (1, 4))
+    assert list(one.table["path"]) == [str(p) for p in inputs]  # in the order given, failures included
+    pd.testing.assert_frame_equal(one.table, four.table)
+
+
 def test_tiny_faces_are_listed_not_predicted(trained_run: Path, photos: list[Path]) -> None:
     result = predict_images(load_estimator(trained_run, device="cpu"), photos[:1],
                             PredictOptions(min_face=10_000), progress=False)
