@@ -46,9 +46,9 @@ class CoreShare(NamedTuple):
 
 def share_cores(total: int) -> CoreShare:
     """Predict's use of `total` cores: detection scales far better across photos than inside one (2-core
-    CPU: two one-thread detections 396 photos/s, one two-thread detection 265), so each core detects its
-    own photos; the model, a smaller part of a face's work, runs beside them on a quarter of the cores (at
-    least one thread)."""
+    CPU, `benchmarks/predict_throughput.py`: two one-thread detections 397 faces/s, one two-thread
+    detection 286), so each core detects its own photos; the model, a smaller part of a face's work,
+    runs beside them on a quarter of the cores (at least one thread)."""
     return CoreShare(detect_workers=total, model_threads=max(1, total // 4))
 
 
