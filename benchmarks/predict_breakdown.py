@@ -1,6 +1,6 @@
 """Where a face's time goes in `faceage predict` with the bundled model, stage by stage, in one run:
-decode, detection (with its padded retry where a photo needs it), the warp to the aligned crop (straight to
-the model's side, as predict does), the preprocessing (centre crop, normalisation) and the model, each
+decode, detection (with its padded retry where a photo needs it), the warp to align's crop, the
+preprocessing (Lanczos resize to the model's side, centre crop, normalisation) and the model, each
 timed alone over the same photos on all `--threads` cores, then `predict_images` end to end as `faceage
 predict` runs it (the cores split between the detector and the model, which run at once). The baseline is
 the detector alone on all the cores: predict's faces/s over the detector's is the ratio the "first five
@@ -59,9 +59,7 @@ def main() -> None:
     located = timed("detect (+ padded retry)", lambda: [locate(detector, image) for image in images])
     found = [(image, choose(loc.faces, "largest")) for image, loc in zip(images, located, strict=True)
              if loc.faces]
-    side = estimator.info.resize  # predict warps straight to the side the model reads
-    crops = timed("warp", lambda: [align_face(image, face.kps, settings.size, side)[0]
-                                   for image, face in found])
+    crops = timed("warp", lambda: [align_face(image, face.kps, settings.size)[0] for image, face in found])
     x = timed("preprocess", lambda: preprocess(crops, estimator.info))
     flip = "flip inside" if estimator.info.flip else "no flip"
     name = args.model.name if args.model else "bundled"

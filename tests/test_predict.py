@@ -23,11 +23,13 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
+from faceage.align.detect import make_detector
+from faceage.align.faces import find_faces
 from faceage.align.run import align_folder
 from faceage.align.settings import AlignSettings
 from faceage.cli import app
 from faceage.core.errors import FaceageError
-from faceage.core.imageio import decode_image
+from faceage.core.imageio import decode_image, load_rgb
 from faceage.core.schema import FACE_PREDICTIONS, read_table
 from faceage.manifest.build import build_manifest, write_manifest
 from faceage.predict.draw import draw_targets
@@ -226,6 +228,22 @@ def test_every_face_of_real_photos(trained_run: Path, photos: list[Path], two_fa
             diff = np.abs(np.asarray(a.convert("RGB"), np.int16) - np.asarray(b.convert("RGB"), np.int16))
         assert (diff > 60).mean() > 0.005  # the box and label
     assert before == {p: _digest(p) for p in before}
+
+
+def test_each_face_is_the_align_crop_resized_as_training_did(trained_run: Path, photos: list[Path]) -> None:
+    """predict reads align's 256-px crop of each face, resized by preprocessing as training's cache was
+    (a warp straight to the model's side read the bundled model's 80+ faces a year younger): the same ages
+    as the model given those crops."""
+    estimator = load_estimator(trained_run, device="cpu")
+    settings = alignment_for(estimator.info, PredictOptions())
+    detector = make_detector(settings.detector, settings.model, 1, "cpu", settings.score_threshold)
+    crops = [find_faces(detector, load_rgb(photo), settings).faces[0].crop for photo in photos]
+    assert all(crop is not None and crop.shape == (ALIGN_SIZE, ALIGN_SIZE, 3) for crop in crops)
+    reference = estimator.estimate(preprocess(crops, estimator.info))
+    table = predict_images(estimator, photos, progress=False).table
+    assert list(table["path"]) == [str(photo) for photo in photos]
+    np.testing.assert_allclose(table["mean"], reference.mean, atol=1e-4)
+    np.testing.assert_allclose(table["std"], reference.std, atol=1e-4)
 
 
 def test_failures_are_listed_and_the_run_finishes(trained_run: Path, bad_inputs_dir: Path) -> None:

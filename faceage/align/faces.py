@@ -47,22 +47,21 @@ class FoundFaces:
 
 
 def find_faces(detector: Detector, image: np.ndarray, settings: AlignSettings,
-               keep: KeepPolicy | None = None, sample: int | None = None) -> FoundFaces:
+               keep: KeepPolicy | None = None) -> FoundFaces:
     """Detect the faces of an RGB image and align each one (every face, best score first; with `keep`,
-    only the face that policy keeps) to a `settings.size` crop, unless smaller than `settings.min_face`.
-    sample: deliver the crops at this side, framed as `settings.size` crops (`geometry.align_face`)."""
+    only the face that policy keeps) to a `settings.size` crop, unless smaller than `settings.min_face`."""
     located = locate(detector, image).faces
     chosen = located if keep is None or not located else [choose(located, keep)]
-    return FoundFaces(len(located), [_examine(face, image, settings, sample) for face in chosen])
+    return FoundFaces(len(located), [_examine(face, image, settings) for face in chosen])
 
 
-def _examine(face: Face, image: np.ndarray, settings: AlignSettings, sample: int | None) -> FoundFace:
+def _examine(face: Face, image: np.ndarray, settings: AlignSettings) -> FoundFace:
     size = face_size(face)
     if size < settings.min_face:
         error = f"face is {size:.0f} px (< --min-face {settings.min_face:g}); too small to use."
         return FoundFace(face, "too_small", None, error)
     try:
-        crop, _ = align_face(image, face.kps, settings.size, sample)
+        crop, _ = align_face(image, face.kps, settings.size)
     except ValueError as exc:  # collapsed or non-finite landmarks: no similarity to fit
         return FoundFace(face, "no_face", None, f"the detected face cannot be aligned ({exc}).")
     return FoundFace(face, "ok", crop)

@@ -50,7 +50,7 @@ def estimate_ages(image: ImageInput, model: str | Path | None = None, device: st
     """
     pixels = as_rgb(image)
     estimator, detector, settings = _loaded(None if model is None else str(model), device)
-    found = find_faces(detector, pixels, settings, sample=estimator.info.resize)
+    found = find_faces(detector, pixels, settings)
     usable = [(face.face, face.crop) for face in found.faces if face.crop is not None]
     if not usable:
         return []

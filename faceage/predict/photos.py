@@ -123,11 +123,10 @@ def predict_images(
         targets = draw_targets({p: named[p] for p in todo}, draw_dir) if draw_dir is not None else {}
         detector = make_detector(settings.detector, settings.model, 1, options.device,  # a thread per call
                                  settings.score_threshold)
-        sample = estimator.info.resize
         with progress_bar(RateColumn("images"), enabled=progress) as bar:
             task = bar.add_task("predicting", total=len(todo))
             workers = share_cores(options.threads).detect_workers
-            located = _ahead(todo, lambda p: _find_faces(detector, p, settings, sample, p in targets),
+            located = _ahead(todo, lambda p: _find_faces(detector, p, settings, p in targets),
                              depth=max(options.batch_size, 2 * workers), workers=workers)
             for done in _batches(located, options.batch_size):
                 _estimate(estimator, done)
@@ -197,15 +196,15 @@ def _ahead(paths: list[Path], work: Callable[[Path], _Pending], depth: int, work
                 future.cancel()
 
 
-def _find_faces(detector: Detector, path: Path, settings: AlignSettings, sample: int,
-                keep_pixels: bool) -> _Pending:
-    """Load one image, find every face, and align the faces large enough to use (align's own routine),
-    straight to the `sample` side the model reads; the pixels are kept only for an image to be drawn."""
+def _find_faces(detector: Detector, path: Path, settings: AlignSettings, keep_pixels: bool) -> _Pending:
+    """Load one image, find every face, and align the faces large enough to use (align's own routine and
+    crop side, which preprocessing then resizes as training's cache did); the pixels are kept only for an
+    image to be drawn."""
     try:
         image = load_rgb(path)
     except ImageLoadError as exc:
         return _Pending(path, False, None, [_row(path, status=exc.status, error=str(exc))], [])
-    found = find_faces(detector, image, settings, sample=sample)
+    found = find_faces(detector, image, settings)
     kept = image if keep_pixels else None
     if not found.faces:
         return _Pending(path, True, kept, [_row(path, status="no_face", error=NO_FACE)], [])

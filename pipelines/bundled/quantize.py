@@ -67,7 +67,7 @@ def calibration_inputs(model: Path, rows: pd.DataFrame, per_source: int) -> np.n
     crops = []
     for _, part in rows[rows["split"] == "train"].groupby("source"):
         for file in part["file"].iloc[np.linspace(0, len(part) - 1, per_source).round().astype(int)]:
-            found = find_faces(detector, load_rgb(file), settings, "largest", estimator.info.resize)
+            found = find_faces(detector, load_rgb(file), settings, "largest")
             crops += [face.crop for face in found.faces if face.crop is not None]
     return preprocess(crops, estimator.info)
 
