@@ -1,6 +1,7 @@
 """Where a face's time goes in `faceage predict` with the bundled model, stage by stage, in one run:
 decode, detection (with its padded retry where a photo needs it), the warp to align's crop, the
-preprocessing (Lanczos resize to the model's side, centre crop, normalisation) and the model, each
+preprocessing (Lanczos resize to the model's side, which predict's detection workers do, centre crop,
+normalisation) and the model, each
 timed alone over the same photos on all `--threads` cores, then `predict_images` end to end as `faceage
 predict` runs it (the cores split between the detector and the model, which run at once). The baseline is
 the detector alone on all the cores: predict's faces/s over the detector's is the ratio the "first five

@@ -27,7 +27,7 @@ from faceage.align.settings import AlignSettings
 from faceage.core.console import RateColumn, log, progress_bar
 from faceage.core.errors import FaceageError
 from faceage.core.files import check_no_links_out, list_images, real_path
-from faceage.core.imageio import ImageLoadError, load_rgb
+from faceage.core.imageio import ImageLoadError, load_rgb, resize_square
 from faceage.core.lock import folder_lock
 from faceage.core.schema import BOX_COLUMNS, FACE_PREDICTIONS, validate
 from faceage.predict.draw import Mark, UndrawableError, age_label, draw_targets, save_drawn
@@ -126,7 +126,8 @@ def predict_images(
         with progress_bar(RateColumn("images"), enabled=progress) as bar:
             task = bar.add_task("predicting", total=len(todo))
             workers = share_cores(options.threads).detect_workers
-            located = _ahead(todo, lambda p: _find_faces(detector, p, settings, p in targets),
+            side = estimator.info.resize
+            located = _ahead(todo, lambda p: _find_faces(detector, p, settings, side, p in targets),
                              depth=max(options.batch_size, 2 * workers), workers=workers)
             for done in _batches(located, options.batch_size):
                 _estimate(estimator, done)
@@ -196,10 +197,11 @@ def _ahead(paths: list[Path], work: Callable[[Path], _Pending], depth: int, work
                 future.cancel()
 
 
-def _find_faces(detector: Detector, path: Path, settings: AlignSettings, keep_pixels: bool) -> _Pending:
-    """Load one image, find every face, and align the faces large enough to use (align's own routine and
-    crop side, which preprocessing then resizes as training's cache did); the pixels are kept only for an
-    image to be drawn."""
+def _find_faces(detector: Detector, path: Path, settings: AlignSettings, side: int,
+                keep_pixels: bool) -> _Pending:
+    """Load one image, find every face, align the faces large enough to use (align's own routine and crop
+    side) and resize each crop to the model's `side` as training's cache did, here on the worker's core
+    rather than in the model's preprocessing; the pixels are kept only for an image to be drawn."""
     try:
         image = load_rgb(path)
     except ImageLoadError as exc:
@@ -213,7 +215,7 @@ def _find_faces(detector: Detector, path: Path, settings: AlignSettings, keep_pi
         cells = {k: v for k, v in face.fields().items() if k in FACE_PREDICTIONS.names()}
         pending.rows.append(_row(path, face=index, status=face.status, error=face.error, **cells))
         if face.crop is not None:
-            pending.crops.append(face.crop)
+            pending.crops.append(resize_square(face.crop, side))
     return pending
 
 
