@@ -3,7 +3,7 @@
     python pipelines/bundled/quantize.py --data ../shared/data --out work/bundled/int8.onnx
 
 Static QDQ quantization with onnxruntime's tools (weights int8 per channel, activations uint8 from the
-99.99th percentile of the calibration faces; the age head and everything after it stay float), calibrated
+99.99th percentile of the calibration faces; each age head and everything fed by it stay float), calibrated
 on faces of the training parts only (prepare.py's splits). Then both models predict every held-out face of
 every source through `faceage predict`'s own path (detect, align, preprocess, model), and the script prints
 per source the MAE, the ChaLearn ε-error, the shares within 1 and 2 predicted stds, and the model's time per
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -77,8 +78,7 @@ def quantize(source: Path, target: Path, x: np.ndarray) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-        names = [node.name for node in onnx.load(str(prepared)).graph.node]
-        head = names[names.index("node_linear"):]  # the age head, the softmax and the statistics: float
+        head = head_nodes(onnx.load(str(prepared)).graph)
         quantize_static(str(prepared), str(target), _Faces(x), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         nodes_to_exclude=head, calibrate_method=CalibrationMethod.Percentile,
@@ -87,6 +87,25 @@ def quantize(source: Path, target: Path, x: np.ndarray) -> None:
     del model.metadata_props[:]
     model.metadata_props.extend(original.metadata_props)
     onnx.save(model, str(target))
+
+
+def head_nodes(graph: onnx.GraphProto) -> list[str]:
+    """The age heads (the graph's Gemm nodes: one per member of an ensemble) and every node fed by one: the
+    softmax, the averages and the statistics, which stay float."""
+    consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+    for node in graph.node:
+        for name in node.input:
+            consumers[name].append(node)
+    found: set[str] = set()
+    todo = [node for node in graph.node if node.op_type == "Gemm"]
+    if not todo:
+        raise SystemExit("the model has no age head (Gemm node) to keep float; is it a faceage export?")
+    while todo:
+        node = todo.pop()
+        if node.name not in found:
+            found.add(node.name)
+            todo += [after for name in node.output for after in consumers[name]]
+    return [node.name for node in graph.node if node.name in found]
 
 
 def model_ms_per_face(path: Path, x: np.ndarray) -> float:
