@@ -82,7 +82,10 @@ def new_session(model: str | bytes, device: str, threads: int, where: str) -> On
 
 
 def session_options(threads: int) -> onnxruntime.SessionOptions:
-    """Session settings shared by both backends: `threads` intra-op threads, one inter-op, full graph opts."""
+    """Session settings shared by both backends: `threads` intra-op threads, one inter-op, full graph opts,
+    and no memory pattern: onnxruntime would plan a buffer for every input shape it meets, and the detector's
+    photos and predict's last batches vary in shape, so the plans only raised the peak (1,000 photos with
+    the bundled model: 470 → 376 MB, no slower)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -90,6 +93,7 @@ def session_options(threads: int) -> onnxruntime.SessionOptions:
     options.inter_op_num_threads = 1
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.enable_mem_pattern = False
     options.log_severity_level = 3  # errors only: `check_provider` reports a CUDA provider that fails
     return options
 
