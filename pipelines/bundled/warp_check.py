@@ -7,8 +7,8 @@ Training's cache resized align's 256-px crops to the run's `resize` (Lanczos); p
 alternative measured here warps each face straight to `resize` with the same framing (pixel centres where
 the resize would put them), which saves 1.1–1.7 ms of preprocessing a face but resamples the face
 differently: on the second edition's held-out faces it read the old a year younger (`--min-age 60`,
-resized against direct: 60–79 MAE 8.32 against 8.64, 80+ 10.33 against 11.18), mostly UTKFace's 200-px
-chips.
+resized against direct, the two-network file: 60–79 MAE 8.11 against 8.48, 80+ 9.98 against 10.67),
+mostly UTKFace's 200-px chips.
 """
 
 from __future__ import annotations
