@@ -13,8 +13,13 @@ but by flattening the distribution's tails it pulled the mean towards the middle
 
 One scale is right on average and can be wrong by age (the first bundled model's teenagers were within
 one std a third of the time). `StdBands` adds a factor per band of the *predicted* age (the true one is
-unknown at predict time), fitted the same way on the validation faces of that band, on top of the scale; a
-band with fewer than `MIN_BAND_FACES` validation faces keeps factor 1. Applied outside the network, in
+unknown at predict time) on top of the scale. The factors are fitted on the validation faces for what the
+std promises: that about 68.3 % of the faces of every *true*-age band lie within 1 std of their age. A
+factor by Gaussian likelihood per predicted band was measured first and changed little: a band's likelihood
+answers heavy-tailed errors with a wide std, and a predicted band mixes true ages (teenagers read as
+twenty-year-olds sit in the twenties' band). The fit is a coordinate search over a log grid of factors on
+the squared misses of the true-age bands' shares, plus a penalty on jumps between neighbouring factors
+whose weight is chosen by cross-validation on the same validation faces. Applied outside the network, in
 numpy, by everything that turns outputs into ages (train's test predictions, predict), and carried by
 best.pt and the exported file.
 """
@@ -26,9 +31,13 @@ from typing import Any
 
 import numpy as np
 
-AGE_BANDS = (0.0, 13.0, 20.0, 40.0, 60.0, 101.0)  # predicted-age edges: 0–12, 13–19, 20–39, 40–59, 60+
-MIN_BAND_FACES = 50  # validation faces a band needs for a factor of its own
-FACTOR_RANGE = (0.1, 10.0)  # a band whose faces were all predicted exactly must not get a zero std
+FACTOR_EDGES = (*(float(e) for e in range(0, 61, 5)), 70.0, 101.0)  # predicted ages: a factor per band
+TRUE_AGE_EDGES = (0.0, 13.0, 20.0, 40.0, 60.0, 80.0)  # true ages whose shares are fitted: 0–12, …, 80+
+MIN_BAND_FACES = 50  # validation faces a true-age band needs to count in the fit
+COVERAGE_TARGET = 0.6827  # a Gaussian's share within 1 std
+FACTOR_GRID = np.exp(np.log(4.0) * np.arange(-48, 49) / 48)  # factors tried, 1/4 to 4, 2.9 % apart
+SMOOTHNESS_GRID = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1)  # weights of the penalty on jumps, tried by CV
+SWEEPS = 8  # rounds of the coordinate search
 
 
 @dataclass(frozen=True)
@@ -64,18 +73,77 @@ def predicted_band(mean: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
     return np.clip(np.searchsorted(edges, np.asarray(mean, np.float64), side="right") - 1, 0, len(edges) - 2)
 
 
-def fit_std_bands(mean: np.ndarray, std: np.ndarray, ages: np.ndarray, edges: tuple[float, ...] = AGE_BANDS,
-                  min_faces: int = MIN_BAND_FACES) -> StdBands:
-    """The factor of each predicted-age band by Gaussian likelihood on the faces of that band (as
-    `std_scale`, from stds that already carry the scale); 1 for a band with fewer than `min_faces`."""
+def fit_std_bands(mean: np.ndarray, std: np.ndarray, ages: np.ndarray, folds: int = 5) -> StdBands:
+    """Factors per predicted-age band (`FACTOR_EDGES`) on stds that already carry the scale, fitted so that
+    every true-age band with `MIN_BAND_FACES` faces has about 68.3 % of them within 1 std; the penalty on
+    jumps between neighbouring factors is the one `choose_smoothness` picks."""
+    return fit_coverage(mean, std, ages, choose_smoothness(mean, std, ages, folds)[0])
+
+
+def fit_coverage(mean: np.ndarray, std: np.ndarray, ages: np.ndarray, smoothness: float,
+                 min_faces: int = MIN_BAND_FACES) -> StdBands:
+    """The factors minimising Σ (share within 1 std − target)² over the true-age bands with `min_faces`
+    faces, plus `smoothness` · Σ (Δ log factor)² over neighbouring bands and a small pull of each log factor
+    to 0 (a band without faces keeps 1): a coordinate search over `FACTOR_GRID`, deterministic."""
+    ratio, band, true_band = _fit_inputs(mean, std, ages)
+    counted = np.bincount(true_band, minlength=len(TRUE_AGE_EDGES)) >= min_faces
+    log_grid, log_f = np.log(FACTOR_GRID), np.zeros(len(FACTOR_EDGES) - 1)
+    for _ in range(SWEEPS):
+        for b in range(len(log_f)):
+            mine = band == b
+            others = np.bincount(true_band[~mine & (ratio <= np.exp(log_f[band]))], minlength=len(counted))
+            ratio_mine, true_mine = ratio[mine], true_band[mine]
+            losses = []
+            for g in log_grid:
+                within = others + np.bincount(true_mine[ratio_mine <= np.exp(g)], minlength=len(counted))
+                losses.append(_loss(within, true_band, counted) + _penalty(np.r_[log_f[:b], g, log_f[b + 1:]],
+                                                                           smoothness))
+            log_f[b] = log_grid[int(np.argmin(losses))]
+    return StdBands(FACTOR_EDGES, tuple(float(f) for f in np.exp(log_f)))
+
+
+def choose_smoothness(mean: np.ndarray, std: np.ndarray, ages: np.ndarray, folds: int = 5,
+                      seed: int = 0) -> tuple[float, dict[float, float]]:
+    """The penalty weight by `folds`-fold cross-validation on these faces (fit on the others, apply to the
+    fold): each weight's loss on the out-of-fold stds, and the smoothest weight within 10 % of the lowest
+    loss. Returns it with every weight's loss."""
     mean, std, ages = (np.asarray(a, np.float64) for a in (mean, std, ages))
-    band = predicted_band(mean, edges)
-    factors = []
-    for b in range(len(edges) - 1):
-        inside = band == b
-        fitted = std_scale(mean[inside], std[inside], ages[inside]) if inside.sum() >= min_faces else 1.0
-        factors.append(float(np.clip(fitted, *FACTOR_RANGE)))
-    return StdBands(tuple(edges), tuple(factors))
+    fold = np.random.default_rng(seed).permutation(len(mean)) % folds
+    true_band = _fit_inputs(mean, std, ages)[2]
+    counted = np.bincount(true_band, minlength=len(TRUE_AGE_EDGES)) >= MIN_BAND_FACES
+    losses = {}
+    for smoothness in SMOOTHNESS_GRID:
+        fitted = np.empty(len(mean))
+        for k in range(folds):
+            rest, held = fold != k, fold == k
+            bands = fit_coverage(mean[rest], std[rest], ages[rest], smoothness,
+                                 MIN_BAND_FACES * (folds - 1) // folds)
+            fitted[held] = bands.apply(mean[held], std[held])
+        within = np.abs(ages - mean) <= fitted
+        losses[smoothness] = _loss(np.bincount(true_band[within], minlength=len(counted)), true_band, counted)
+    lowest = min(losses.values())
+    return max(w for w, loss in losses.items() if loss <= 1.1 * lowest + 1e-12), losses
+
+
+def _fit_inputs(mean: np.ndarray, std: np.ndarray, ages: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                               np.ndarray]:
+    """|age − mean| / std (inf where std is 0), each face's predicted band and its true-age band."""
+    mean, std, ages = (np.asarray(a, np.float64) for a in (mean, std, ages))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(std > 0, np.abs(ages - mean) / std, np.inf)
+    true_band = np.searchsorted(TRUE_AGE_EDGES, ages, side="right") - 1
+    return ratio, predicted_band(mean, FACTOR_EDGES), np.clip(true_band, 0, len(TRUE_AGE_EDGES) - 1)
+
+
+def _loss(within: np.ndarray, true_band: np.ndarray, counted: np.ndarray) -> float:
+    """Σ over the counted true-age bands of (share within 1 std − target)², from counts within per band."""
+    faces = np.bincount(true_band, minlength=len(counted))
+    shares = within[counted] / faces[counted]
+    return float(np.sum((shares - COVERAGE_TARGET) ** 2))
+
+
+def _penalty(log_factors: np.ndarray, smoothness: float) -> float:
+    return smoothness * float(np.sum(np.diff(log_factors) ** 2)) + 1e-6 * float(np.sum(log_factors**2))
 
 
 def std_scale(mean: np.ndarray, std: np.ndarray, ages: np.ndarray) -> float:

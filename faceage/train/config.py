@@ -87,9 +87,10 @@ class TrainConfig:
     tta_flip: bool = _setting(False, "Average each face's age distribution with its mirror's (test time).")
     calibrate: bool = _setting(True, "Fit a scale on the predicted std on each fold's validation rows "
                                      "after the best epoch, so the std is honest (mv, softmax).")
-    calibrate_bands: bool = _setting(False, "Also fit a factor on the std per predicted-age band (needs 50 "
-                                            "validation faces in a band; on the bundled model it brought "
-                                            "no age band into 60-76 % within 1 std: see its card).")
+    calibrate_bands: bool = _setting(False, "Also fit a factor on the std per 5-year band of the predicted "
+                                            "age so that about 68 % of every true-age band's validation "
+                                            "faces (0-12, 13-19, 20-39, 40-59, 60-79, 80+; 50 faces to "
+                                            "count) lie within 1 std (model/calibration.py).")
     img_size: int = _setting(224, "Side of the crop the network sees.")
     resize: int = _setting(256, "Side of the cached images the crop is cut from.")
     device: str = _setting("auto", f"Device: {DEVICE_HELP}")

@@ -1,12 +1,13 @@
-"""The bundled model's std, honest at every age? A factor per predicted-age band fitted on its validation
-faces (never the held-out ones) two ways, by Gaussian likelihood (train's `--calibrate-bands`) and so that
-68.3 % of each band's validation faces lie within 1 std, and the shares within 1 and 2 std per true-age
-band on the validation and the held-out faces with the one scale and with each fit.
+"""The bundled model's std, honest at every age? Factors per predicted-age band fitted on its validation
+faces (never the held-out ones) as train's `--calibrate-bands` fits them (model/calibration.py: about
+68.3 % of every true-age band within 1 std, the penalty on jumps chosen by cross-validation), and the
+shares within 1 and 2 std per true-age band on the validation and the held-out faces with the one scale
+and with the factors.
 
     python pipelines/bundled/calibrate_bands.py --data ../shared/data            # measure only
     python pipelines/bundled/calibrate_bands.py --data ../shared/data --write    # then stamp the file
 
-`--write` puts the likelihood factors into the file's metadata (`faceage.std_bands`; the graph is untouched,
+`--write` puts the factors into the file's metadata (`faceage.std_bands`; the graph is untouched,
 so ages and MAE cannot move) and rewrites its sha256. The faces go through `faceage predict`'s own path.
 """
 
@@ -24,23 +25,10 @@ from rich.table import Table
 from splits import HERE, predicted, split_rows
 
 from faceage.core.console import console
-from faceage.evaluate.metrics import GroupStats, calibrate, gaussian_share, per_group
-from faceage.model.calibration import AGE_BANDS, MIN_BAND_FACES, StdBands, fit_std_bands, predicted_band
+from faceage.evaluate.metrics import GroupStats, calibrate, per_group
+from faceage.model.calibration import StdBands, choose_smoothness, fit_coverage
 from faceage.predict.onnx_model import META_PREFIX
 from faceage.zoo import bundled_model, write_checksum
-
-COVERAGE_1STD = gaussian_share(1.0)  # 68.3 %: a Gaussian's share within 1 std
-
-
-def quantile_bands(valid: pd.DataFrame, share: float = COVERAGE_1STD) -> StdBands:
-    """Factors per predicted-age band that put `share` of each band's validation faces within 1 std (a
-    band with under MIN_BAND_FACES faces keeps 1): aimed at the 1-std share itself, where the likelihood
-    fit answers heavy-tailed errors with a wider std."""
-    z = ((valid["age"] - valid["mean"]).abs() / valid["std"]).to_numpy()
-    band = predicted_band(valid["mean"].to_numpy(), AGE_BANDS)
-    factors = tuple(float(np.quantile(z[band == b], share)) if (band == b).sum() >= MIN_BAND_FACES else 1.0
-                    for b in range(len(AGE_BANDS) - 1))
-    return StdBands(AGE_BANDS, factors)
 
 
 def group_table(title: str, faces: pd.DataFrame, fits: dict[str, StdBands | None]) -> Table:
@@ -59,6 +47,17 @@ def group_table(title: str, faces: pd.DataFrame, fits: dict[str, StdBands | None
 
 def _shares(group: GroupStats) -> str:
     return f"{100 * (group.within_1std or 0):.1f} / {100 * (group.within_2std or 0):.1f} %"
+
+
+def without_bands(model: Path, faces: pd.DataFrame) -> pd.DataFrame:
+    """`faces` with the std before any factors `model` already carries (so that a second fit starts where
+    the first did, and `--write` replaces the factors rather than stacking them)."""
+    props = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
+    record = props.get(META_PREFIX + "std_bands")
+    if record is None:
+        return faces
+    carried = StdBands.from_record(json.loads(record))
+    return faces.assign(std=faces["std"] / carried.apply(faces["mean"], np.ones(len(faces))))
 
 
 def stamp(path: Path, bands: StdBands) -> None:
@@ -81,24 +80,23 @@ def main() -> None:
     args = p.parse_args()
     rows = split_rows(args.data)
     model = args.model or bundled_model()
-    valid = predicted(model, rows[rows["split"] == "valid"])
-    held = predicted(model, rows[rows["split"] == "test"])
-    fits = {"one scale": None, "by likelihood": fit_std_bands(valid["mean"], valid["std"], valid["age"]),
-            "by 68.3 % quantile": quantile_bands(valid)}
-    for name, bands in fits.items():
-        if bands is not None:
-            spans = zip(bands.edges, bands.edges[1:], bands.factors, strict=False)
-            console.print(f"{name}: factors per predicted-age band "
-                          f"{', '.join(f'[{lo:g}, {hi:g}): {f:.3f}' for lo, hi, f in spans)}")
+    valid, held = (without_bands(model, predicted(model, rows[rows["split"] == split]))
+                   for split in ("valid", "test"))
+    weight, losses = choose_smoothness(valid["mean"], valid["std"], valid["age"])
+    console.print("penalty on jumps, cross-validated loss on the validation faces: "
+                  f"{', '.join(f'{w:g}: {loss:.4f}' for w, loss in losses.items())}; chosen {weight:g}")
+    bands = fit_coverage(valid["mean"], valid["std"], valid["age"], weight)
+    spans = zip(bands.edges, bands.edges[1:], bands.factors, strict=False)
+    console.print("factors per predicted-age band: " + ", ".join(f"[{lo:g}, {hi:g}) {f:.2f}"
+                                                                 for lo, hi, f in spans))
+    fits = {"one scale": None, "factors by age": bands}
     for title, faces in (("validation", valid), ("held-out", held)):
         console.print(group_table(f"{title} faces ({len(faces)}), within 1 / 2 std by true age", faces, fits))
-        for name, bands in fits.items():
-            std = faces["std"] if bands is None else bands.apply(faces["mean"], faces["std"])
+        for name, fit in fits.items():
+            std = faces["std"] if fit is None else fit.apply(faces["mean"], faces["std"])
             shares = calibrate(faces["mean"], faces["age"], std, "mean")
             console.print(f"  {title}, all, {name}: {100 * shares.within_1std:.1f} / "
                           f"{100 * shares.within_2std:.1f} %")
-    bands = fits["by likelihood"]
-    assert bands is not None
     if args.write:
         stamp(model, bands)
         console.print(f"wrote the factors into {model} and its sha256")
