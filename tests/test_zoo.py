@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 import faceage
 from faceage.cli import app
 from faceage.core.errors import FaceageError
+from faceage.model.calibration import FACTOR_EDGES
 from faceage.predict.estimator import load_estimator
 from faceage.zoo import BUNDLED_NAME, ZOO_DIR, bundled_model
 
@@ -54,6 +55,7 @@ def test_the_shipped_file_passes_its_checksum_and_is_small() -> None:
     assert info.folds == (0, 1) and not info.flip  # two networks averaged, each face seen once (its card)
     assert info.alignment is not None  # the detector and crop its training faces were made with
     assert (info.alignment.detector, info.alignment.size) == ("retinaface", 256)
+    assert info.std_bands is not None and info.std_bands.edges == FACTOR_EDGES  # its std's factors by age
 
 
 def test_a_damaged_or_missing_copy_is_refused_with_the_fix(tmp_path: Path) -> None:
