@@ -24,6 +24,7 @@ from editions import BANDS
 from rich.table import Table
 from splits import HERE, predicted, split_rows
 
+from faceage.core.atomic import atomic_path
 from faceage.core.console import console
 from faceage.evaluate.metrics import GroupStats, calibrate, per_group
 from faceage.model.calibration import StdBands, choose_smoothness, fit_coverage
@@ -68,7 +69,8 @@ def stamp(path: Path, bands: StdBands) -> None:
     del model.metadata_props[:]
     for key, value in sorted(props.items()):
         model.metadata_props.add(key=key, value=value)
-    onnx.save(model, str(path))
+    with atomic_path(path) as partial:  # the shipped file is never half written
+        onnx.save(model, str(partial))
     write_checksum(path)
 
 

@@ -34,6 +34,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from rich.table import Table
 from splits import predicted, split_rows
 
+from faceage.core.atomic import atomic_path
 from faceage.core.console import console
 from faceage.evaluate.metrics import calibrate, epsilon_error, mae
 from faceage.zoo import bundled_model
@@ -79,14 +80,16 @@ def quantize(source: Path, target: Path, x: np.ndarray) -> None:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         head = head_nodes(onnx.load(str(prepared)).graph)
-        quantize_static(str(prepared), str(target), _Faces(x), quant_format=QuantFormat.QDQ,
+        quantized = Path(tmp) / "int8.onnx"
+        quantize_static(str(prepared), str(quantized), _Faces(x), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         nodes_to_exclude=head, calibrate_method=CalibrationMethod.Percentile,
                         extra_options={"CalibPercentile": 99.99})
-    model, original = onnx.load(str(target)), onnx.load(str(source))
+        model, original = onnx.load(str(quantized)), onnx.load(str(source))
     del model.metadata_props[:]
     model.metadata_props.extend(original.metadata_props)
-    onnx.save(model, str(target))
+    with atomic_path(target) as partial:  # a file at `target` is always whole
+        onnx.save(model, str(partial))
 
 
 def head_nodes(graph: onnx.GraphProto) -> list[str]:
