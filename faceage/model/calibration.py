@@ -86,7 +86,8 @@ def fit_coverage(mean: np.ndarray, std: np.ndarray, ages: np.ndarray, smoothness
     faces, plus `smoothness` · Σ (Δ log factor)² over neighbouring bands and a small pull of each log factor
     to 0 (a band without faces keeps 1): a coordinate search over `FACTOR_GRID`, deterministic."""
     ratio, band, true_band = _fit_inputs(mean, std, ages)
-    counted = np.bincount(true_band, minlength=len(TRUE_AGE_EDGES)) >= min_faces
+    faces = np.bincount(true_band, minlength=len(TRUE_AGE_EDGES))
+    counted = faces >= min_faces
     log_grid, log_f = np.log(FACTOR_GRID), np.zeros(len(FACTOR_EDGES) - 1)
     for _ in range(SWEEPS):
         for b in range(len(log_f)):
@@ -96,8 +97,8 @@ def fit_coverage(mean: np.ndarray, std: np.ndarray, ages: np.ndarray, smoothness
             losses = []
             for g in log_grid:
                 within = others + np.bincount(true_mine[ratio_mine <= np.exp(g)], minlength=len(counted))
-                losses.append(_loss(within, true_band, counted) + _penalty(np.r_[log_f[:b], g, log_f[b + 1:]],
-                                                                           smoothness))
+                losses.append(_loss(within, faces, counted) + _penalty(np.r_[log_f[:b], g, log_f[b + 1:]],
+                                                                       smoothness))
             log_f[b] = log_grid[int(np.argmin(losses))]
     return StdBands(FACTOR_EDGES, tuple(float(f) for f in np.exp(log_f)))
 
@@ -110,7 +111,8 @@ def choose_smoothness(mean: np.ndarray, std: np.ndarray, ages: np.ndarray, folds
     mean, std, ages = (np.asarray(a, np.float64) for a in (mean, std, ages))
     fold = np.random.default_rng(seed).permutation(len(mean)) % folds
     true_band = _fit_inputs(mean, std, ages)[2]
-    counted = np.bincount(true_band, minlength=len(TRUE_AGE_EDGES)) >= MIN_BAND_FACES
+    faces = np.bincount(true_band, minlength=len(TRUE_AGE_EDGES))
+    counted = faces >= MIN_BAND_FACES
     losses = {}
     for smoothness in SMOOTHNESS_GRID:
         fitted = np.empty(len(mean))
@@ -120,7 +122,7 @@ def choose_smoothness(mean: np.ndarray, std: np.ndarray, ages: np.ndarray, folds
                                  MIN_BAND_FACES * (folds - 1) // folds)
             fitted[held] = bands.apply(mean[held], std[held])
         within = np.abs(ages - mean) <= fitted
-        losses[smoothness] = _loss(np.bincount(true_band[within], minlength=len(counted)), true_band, counted)
+        losses[smoothness] = _loss(np.bincount(true_band[within], minlength=len(counted)), faces, counted)
     lowest = min(losses.values())
     return max(w for w, loss in losses.items() if loss <= 1.1 * lowest + 1e-12), losses
 
@@ -135,14 +137,15 @@ def _fit_inputs(mean: np.ndarray, std: np.ndarray, ages: np.ndarray) -> tuple[np
     return ratio, predicted_band(mean, FACTOR_EDGES), np.clip(true_band, 0, len(TRUE_AGE_EDGES) - 1)
 
 
-def _loss(within: np.ndarray, true_band: np.ndarray, counted: np.ndarray) -> float:
-    """Σ over the counted true-age bands of (share within 1 std − target)², from counts within per band."""
-    faces = np.bincount(true_band, minlength=len(counted))
+def _loss(within: np.ndarray, faces: np.ndarray, counted: np.ndarray) -> float:
+    """Σ over the counted true-age bands of (share within 1 std − target)², from the faces within 1 std and
+    all faces per band."""
     shares = within[counted] / faces[counted]
     return float(np.sum((shares - COVERAGE_TARGET) ** 2))
 
 
 def _penalty(log_factors: np.ndarray, smoothness: float) -> float:
+    """The cost of jumps between neighbouring factors, and a pull to 1 that only breaks ties."""
     return smoothness * float(np.sum(np.diff(log_factors) ** 2)) + 1e-6 * float(np.sum(log_factors**2))
 
 
