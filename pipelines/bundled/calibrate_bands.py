@@ -8,7 +8,8 @@ and with the factors.
     python pipelines/bundled/calibrate_bands.py --data ../shared/data --write    # then stamp the file
 
 `--write` puts the factors into the file's metadata (`faceage.std_bands`; the graph is untouched,
-so ages and MAE cannot move) and rewrites its sha256. The faces go through `faceage predict`'s own path.
+so ages and MAE cannot move) and rewrites its sha256. The faces go through `faceage predict`'s own path;
+factors the file already carries are divided out first, so a second run fits from the same stds.
 """
 
 from __future__ import annotations
