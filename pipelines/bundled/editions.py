@@ -16,6 +16,7 @@ held-out face of the second edition's sources. The first edition's file is in gi
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 from pathlib import Path
 
@@ -23,9 +24,11 @@ import pandas as pd
 from splits import HERE, _prepare_module, predicted, split_rows
 
 from faceage.evaluate.metrics import calibrate, cs_at, epsilon_error, mae, per_group
+from faceage.model.calibration import TRUE_AGE_EDGES
 
-BANDS = (("0–12", 0, 13), ("13–19", 13, 20), ("20–39", 20, 40), ("40–59", 40, 60), ("60–79", 60, 80),
-         ("80+", 80, math.inf))
+_EDGES = (*TRUE_AGE_EDGES, math.inf)  # the true-age bands the calibration is fitted on: 0–12, …, 80+
+BANDS = tuple((f"{lo:g}–{hi - 1:g}" if hi < math.inf else f"{lo:g}+", lo, hi)
+              for lo, hi in itertools.pairwise(_EDGES))
 
 
 def markdown(header: list[str], rows: list[list[str]]) -> str:
