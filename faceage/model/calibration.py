@@ -26,6 +26,7 @@ best.pt and the exported file.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +35,7 @@ import numpy as np
 FACTOR_EDGES = (*(float(e) for e in range(0, 61, 5)), 70.0, 101.0)  # predicted ages: a factor per band
 TRUE_AGE_EDGES = (0.0, 13.0, 20.0, 40.0, 60.0, 80.0)  # true ages whose shares are fitted: 0–12, …, 80+
 MIN_BAND_FACES = 50  # validation faces a true-age band needs to count in the fit
-COVERAGE_TARGET = 0.6827  # a Gaussian's share within 1 std
+COVERAGE_TARGET = math.erf(1 / math.sqrt(2))  # a Gaussian's share within 1 std, 68.3 %
 FACTOR_GRID = np.exp(np.log(4.0) * np.arange(-48, 49) / 48)  # factors tried, 1/4 to 4, 2.9 % apart
 SMOOTHNESS_GRID = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1)  # weights of the penalty on jumps, tried by CV
 SWEEPS = 8  # rounds of the coordinate search
@@ -133,8 +134,8 @@ def _fit_inputs(mean: np.ndarray, std: np.ndarray, ages: np.ndarray) -> tuple[np
     mean, std, ages = (np.asarray(a, np.float64) for a in (mean, std, ages))
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(std > 0, np.abs(ages - mean) / std, np.inf)
-    true_band = np.searchsorted(TRUE_AGE_EDGES, ages, side="right") - 1
-    return ratio, predicted_band(mean, FACTOR_EDGES), np.clip(true_band, 0, len(TRUE_AGE_EDGES) - 1)
+    true_band = predicted_band(ages, (*TRUE_AGE_EDGES, math.inf))  # the same lookup, on the true ages
+    return ratio, predicted_band(mean, FACTOR_EDGES), true_band
 
 
 def _loss(within: np.ndarray, faces: np.ndarray, counted: np.ndarray) -> float:
