@@ -29,7 +29,7 @@ from faceage.model.calibration import TRUE_AGE_EDGES
 _EDGES = (*TRUE_AGE_EDGES, math.inf)  # the true-age bands the calibration is fitted on: 0–12, …, 80+
 BANDS = tuple((f"{lo:g}–{hi - 1:g}" if hi < math.inf else f"{lo:g}+", lo, hi)
               for lo, hi in itertools.pairwise(_EDGES))
-TARGET_BANDS = (("60+", 60, math.inf),)  # the issue's target band for the old, across two of BANDS
+TABLE_BANDS = (*BANDS, ("60+", 60, math.inf))  # the band tables' rows: BANDS, then the target's 60+
 
 
 def markdown(header: list[str], rows: list[list[str]]) -> str:
@@ -49,7 +49,7 @@ def source_rows(name: str, part: pd.DataFrame, held: int) -> list[str]:
 
 def band_cells(part: pd.DataFrame) -> list[list[str]]:
     """Per band: [faces, MAE, bias, within 1 std] (empty cells for an empty band)."""
-    groups = per_group(part["pred"], part["age"], (part["mean"], part["std"]), BANDS + TARGET_BANDS)
+    groups = per_group(part["pred"], part["age"], (part["mean"], part["std"]), TABLE_BANDS)
     return [[str(g.n), f"{g.mae:.2f}", f"{g.bias:+.2f}", f"{100 * (g.within_1std or 0):.1f} %"] if g.n
             else ["0", "", "", ""] for g in groups]
 
@@ -68,7 +68,7 @@ def report(title: str, old: pd.DataFrame, new: pd.DataFrame, held: pd.DataFrame)
         print(f"\n{scope} by true age (first → second edition)\n")
         print(markdown(["age", "faces", "MAE", "bias", "within 1 std"],
                        [[label, a[0], *(f"{x} → {y}" for x, y in zip(a[1:], b[1:], strict=True))]
-                        for (label, _, _), a, b in zip(BANDS + TARGET_BANDS, first, second, strict=True)]))
+                        for (label, _, _), a, b in zip(TABLE_BANDS, first, second, strict=True)]))
 
 
 def main() -> None:
