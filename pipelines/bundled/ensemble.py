@@ -8,7 +8,9 @@ again on the validation faces for the average (an average of distributions is wi
     faceage export work/bundled/pair --onnx work/bundled/float.onnx
 
 The runs must share the manifest (manifest.sha256) and the preprocessing. Two members without the test-time
-flip cost what one with it costs: two passes of the network a face. Every member predicts the runs' own
+flip cost what one with it costs: two passes of the network a face. So each run as trained competes with the
+ensembles when its passes a face equal theirs (a run trained with its mirror against pairs without one): if
+one wins, nothing is written and the run is exported as it is. Every member predicts the runs' own
 cached faces through training's test path. The folder holds fold<i>/best.pt (member i in the order given,
 with the ensemble's flip and std scale; its calibration record names the members), fold<i>/predictions.csv
 (member i alone on the held-out faces), the ensemble's held-out predictions.csv (card.py's input) and the
@@ -63,28 +65,43 @@ def main() -> None:
               *_held_out_cells(pd.read_csv(run.root / "predictions.csv").set_index("path")
                                .loc[first.manifest["path"].to_numpy()[test_rows], "pred"].to_numpy(),
                                first.ages(test_rows), sources)] for run in runs]
-    chosen: tuple[float, tuple[int, ...], float] | None = None
+    passes = size * (2 if args.flip else 1)
+    chosen: tuple[float, tuple[int, ...]] | None = None
+    for i, run in enumerate(runs):
+        if _passes(run) == passes and (chosen is None or run.best["val_mae"] < chosen[0]):
+            chosen = (run.best["val_mae"], (i,))
+    scales: dict[tuple[int, ...], float] = {}
     for subset in itertools.combinations(range(len(runs)), size):
         val_mean, val_std = _mean_std(val[list(subset)].mean(0))
-        scale = std_scale(val_mean, val_std, first.ages(val_rows))
+        scale = scales[subset] = std_scale(val_mean, val_std, first.ages(val_rows))
         val_mae = mae(_rounded(val_mean), first.ages(val_rows))
         test_mean, _ = _mean_std(test[list(subset)].mean(0))
         table.append([" + ".join(_name(runs[i]) for i in subset) + f" (flip {args.flip})", f"{val_mae:.3f}",
                       f"{scale:.3f}", *_held_out_cells(_rounded(test_mean), first.ages(test_rows), sources)])
         if chosen is None or val_mae < chosen[0]:
-            chosen = (val_mae, subset, scale)
+            chosen = (val_mae, subset)
     assert chosen is not None
     print(markdown(["model", "validation MAE", "std ×", "held out, all", *sorted(set(sources))], table))
-    _, subset, scale = chosen
+    _, subset = chosen
     picked = [runs[i] for i in subset]
+    rivals = sum(_passes(run) == passes for run in runs)
     print(f"\nkept: {' + '.join(_name(run) for run in picked)}, the lowest validation MAE of the "
-          f"{len(table) - len(runs)} ensembles of {size}")
-    _write(args, picked, [members[i] for i in subset], scale, test[list(subset)], test_rows)
+          f"{len(table) - len(runs)} ensembles of {size}" + (f" and the {rivals} runs as trained at the same "
+                                                             f"{passes} passes a face" if rivals else ""))
+    if len(subset) == 1:
+        print(f"nothing written: export the run as it is (faceage export {picked[0].root})")
+        return
+    _write(args, picked, [members[i] for i in subset], scales[subset], test[list(subset)], test_rows)
 
 
 def _name(run: RunFaces) -> str:
     """A run's folder with its parent (runs are often all called `run`)."""
     return f"{run.root.parent.name}/{run.root.name}"
+
+
+def _passes(run: RunFaces) -> int:
+    """Passes of the network a face costs for a run as trained (two with its mirror)."""
+    return 2 if run.config["tta_flip"] else 1
 
 
 def _check_shared(paths: list[Path], runs: list[RunFaces]) -> None:
