@@ -11,20 +11,19 @@ A softmax temperature (dividing the logits by T) was measured against it and rea
 but by flattening the distribution's tails it pulled the mean towards the middle of 0..100 and cost MAE
 (on the first bundled model's held-out faces: +0.16 years against none), so only the scale is fitted.
 
-One scale is right on average and can be wrong by age (the first bundled model's teenagers were within
-one std a third of the time). `StdBands` adds a factor per band of the *predicted* age (the true one is
-unknown at predict time) on top of the scale. The factors are fitted on the validation faces for what the
-std promises: that about 68.3 % of the faces of every *true*-age band lie within 1 std of their age, and
-95.4 % within 2. Fitted on the first share alone, the factors had more freedom than aims: on the second
-bundled model they swung from 0.30 to 3.36 between neighbouring bands and took teenagers to 78 % within
-2 std; the second share holds the tails (held-out: every band 62–74 % within 1 std, 90–96 % within 2). A
-factor by Gaussian likelihood per predicted band was measured first and changed little: a band's likelihood
-answers heavy-tailed errors with a wide std, and a predicted band mixes true ages (teenagers read as
-twenty-year-olds sit in the twenties' band). The fit is a coordinate search over a log grid of factors on
-the squared misses of the true-age bands' two shares, plus a penalty on jumps between neighbouring factors
-whose weight is chosen by cross-validation on the same validation faces. Applied outside the network, in
-numpy, by everything that turns outputs into ages (train's test predictions, predict), and carried by
-best.pt and the exported file.
+One scale is right on average and can be wrong by age (the first bundled model's teenagers were within one std
+a third of the time). `StdBands` adds a factor per band of the *predicted* age (the true one is unknown at
+predict time) on top of the scale. The factors are fitted on the validation faces for what the std promises:
+that about 68.3 % of the faces of every *true*-age band lie within 1 std of their age, and 95.4 % within 2.
+Fitted on the first share alone, the factors had more freedom than aims: on the second bundled model they
+swung from 0.30 to 3.36 between neighbouring bands and took its validation teenagers to 78 % within 2 std; the
+second share holds the tails (held-out: every band 62–74 % within 1 std, 90–96 % within 2). A factor by
+Gaussian likelihood per predicted band was measured first and changed little: a band's likelihood answers
+heavy-tailed errors with a wide std, and a predicted band mixes true ages (teenagers read as twenty-year-olds
+sit in the twenties' band). The fit is a coordinate search over a log grid of factors on the squared misses of
+the true-age bands' two shares, plus a penalty on jumps between neighbouring factors whose weight is chosen by
+cross-validation on the same validation faces. Applied outside the network, in numpy, by everything that turns
+outputs into ages (train's test predictions, predict), and carried by best.pt and the exported file.
 """
 
 from __future__ import annotations
