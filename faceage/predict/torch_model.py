@@ -26,7 +26,7 @@ from faceage.core.errors import FaceageError
 from faceage.core.layout import PREDICTIONS_CSV, RUN_CONFIG
 from faceage.model.calibration import StdBands
 from faceage.model.checkpoint import Checkpoint, ModelSettings, load_checkpoint
-from faceage.model.device import resolve_device
+from faceage.model.device import resolve_device, reuse_freed_memory
 from faceage.model.network import AgeModel, build_model, from_probs
 from faceage.predict.info import Ages, ModelInfo, to_ages
 
@@ -68,6 +68,7 @@ class TorchEstimator:
     def __init__(self, ensemble: FoldEnsemble, info: ModelInfo, device: str = "auto") -> None:
         self.info = info
         self.device = resolve_device(device)
+        reuse_freed_memory(self.device)
         self.ensemble = ensemble.to(self.device).eval()
 
     @torch.no_grad()

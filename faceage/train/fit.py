@@ -26,7 +26,7 @@ from faceage.core.lock import BusyError
 from faceage.evaluate.folds import FoldStats, fold_table, per_fold
 from faceage.manifest.protocols import fold_ids, split_for_fold
 from faceage.manifest.read import read_manifest
-from faceage.model.device import autotune_convolutions
+from faceage.model.device import autotune_convolutions, reuse_freed_memory
 from faceage.model.network import input_norm
 from faceage.train.batches import DeviceImages
 from faceage.train.cache import open_cache
@@ -66,6 +66,7 @@ def run_training(cfg: TrainConfig) -> TrainResult:
     the folder's lock for the whole job (a second job into it is refused at once)."""
     ctx = setup_distributed(cfg.device)
     autotune_convolutions(ctx.device)
+    reuse_freed_memory(ctx.device)
     run = RunFolder(cfg.run_dir(), writer=ctx.is_main)
     created = not run.root.exists()
     try:
