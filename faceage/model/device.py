@@ -49,9 +49,9 @@ def reuse_freed_memory(device: torch.device) -> bool:
     glibc hands blocks over 32 MiB (a batch's activations) to mmap and unmaps them on free, so every step
     of training or batched prediction faults its activations in again, a page at a time, zeroed by the
     kernel: over a million page faults and 40 % of the CPU time in a tf_efficientnet_lite0 training step at
-    batch 64. Kept in the heap they are reused: `benchmarks/cpu_allocator.py` measures the step 1.95× as
-    fast for 1.2× the peak memory. Left alone on CUDA, off glibc, and where the user set glibc's malloc
-    variables (MALLOC_MMAP_MAX_, MALLOC_TRIM_THRESHOLD_, GLIBC_TUNABLES)."""
+    batch 64. Kept in the heap they are reused: `benchmarks/cpu_allocator.py` measures the step about twice
+    as fast for about 1.2× the peak memory. Left alone on CUDA, off glibc, and where the user set glibc's
+    malloc variables (MALLOC_MMAP_MAX_, MALLOC_TRIM_THRESHOLD_, GLIBC_TUNABLES)."""
     if device.type != "cpu" or platform.libc_ver()[0] != "glibc":
         return False
     if any(name in os.environ for name in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")):
