@@ -98,9 +98,11 @@ def main() -> None:
     for round_ in range(args.rounds):
         for setting in SETTINGS:
             console.print(f"[dim]round {round_ + 1}/{args.rounds}: {setting} …[/]", highlight=False)
-            out = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--child", setting],
-                                 check=True, capture_output=True, text=True).stdout
-            runs[setting].append(json.loads(out.splitlines()[-1]))
+            done = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--child", setting],
+                                  capture_output=True, text=True)
+            if done.returncode:
+                raise SystemExit(f"the {setting!r} process failed:\n{done.stderr.strip()}")
+            runs[setting].append(json.loads(done.stdout.splitlines()[-1]))
     table = Table(title=f"{args.backbone}, {args.img_size} px, batch {args.batch_size}, one process per "
                         f"setting and round; medians of {args.rounds} rounds")
     for column in ("figure", *SETTINGS, "kept / default"):
