@@ -36,6 +36,15 @@ def test_source_weights_follow_the_power_and_combine_with_the_ages() -> None:
     assert np.allclose(both, per_row / per_row.sum())
 
 
+def test_named_sources_multiply_their_draw_weight_after_the_power() -> None:
+    _, ages, sources = _skewed()
+    alone = draw_weights(ages, sources, 0.0, 0.0, {"small": 3.0})  # 200·3 : 800·1
+    assert alone[sources == "small"].sum() == pytest.approx(600 / 1400)
+    balanced = draw_weights(ages, sources, 0.0, 1.0, {"small": 3.0, "absent": 5.0})  # 1·3 : 1·1
+    assert balanced[sources == "small"].sum() == pytest.approx(0.75)
+    assert np.array_equal(draw_weights(ages, sources, 0.5, 0.5, {}), draw_weights(ages, sources, 0.5, 0.5))
+
+
 def test_sources_are_the_top_folders_of_the_paths() -> None:
     paths = np.array(["morph/a/1.jpg", "utkface/2.jpg", "3.jpg", "morph/4.jpg"])
     assert path_sources(paths).tolist() == ["morph", "utkface", "", "morph"]
@@ -56,3 +65,5 @@ def test_balanced_draw_evens_out_the_bands_and_repeats_with_the_generator() -> N
     assert not np.array_equal(drawn, other)
     small = (balanced_rows(rows, ages, sources, 0.0, 1.0, torch.Generator().manual_seed(1)) >= 1800).mean()
     assert 0.45 < small < 0.55, small
+    weighted = balanced_rows(rows, ages, sources, 0.0, 0.0, torch.Generator().manual_seed(1), {"small": 4.0})
+    assert 0.45 < (weighted >= 1800).mean() < 0.55  # 200·4 : 800

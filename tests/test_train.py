@@ -552,7 +552,7 @@ def test_age_balanced_draws_change_what_an_epoch_trains_on(tiny_data: Data, tmp_
     assert not all(torch.equal(a[n], b[n]) for n in a)
 
 
-def test_source_balanced_draws_change_training_only_where_sources_differ(tiny_data: Data,
+def test_source_balanced_and_weighted_draws_change_training_only_where_sources_differ(tiny_data: Data,
                                                                           tmp_path: Path) -> None:
     images, manifest = tiny_data
     table = pd.read_csv(manifest)
@@ -565,6 +565,15 @@ def test_source_balanced_draws_change_training_only_where_sources_differ(tiny_da
     _train(tiny_data, tmp_path / "flat", fold="0", epochs=1, source_balance=1.0)  # one source: plain epoch
     _train((tmp_path / "two", tmp_path / "two.csv"), tmp_path / "two_sources", fold="0", epochs=1,
            source_balance=1.0)
-    plain, flat, two = (_params(tmp_path / name, name="best.pt") for name in ("plain", "flat", "two_sources"))
+    _train((tmp_path / "two", tmp_path / "two.csv"), tmp_path / "small_weighted", fold="0", epochs=1,
+           source_weights="small=3")
+    with pytest.raises(FaceageError, match=r"has no source smal; its sources .* are big, small"):
+        _train((tmp_path / "two", tmp_path / "two.csv"), tmp_path / "typo", fold="0", epochs=1,
+               source_weights="smal=3")
+    assert not (tmp_path / "typo").exists()  # refused before the run folder is made
+    plain, flat, two, weighted = (_params(tmp_path / name, name="best.pt")
+                                  for name in ("plain", "flat", "two_sources", "small_weighted"))
     assert all(torch.equal(plain[n], flat[n]) for n in plain)
     assert not all(torch.equal(plain[n], two[n]) for n in plain)
+    assert not all(torch.equal(plain[n], weighted[n]) for n in plain)
+    assert not all(torch.equal(two[n], weighted[n]) for n in plain)

@@ -3,14 +3,17 @@
 network neither reads every face towards the crowded middle nor learns mostly the largest source's faces.
 
 Each epoch draws as many rows as the training part holds, with replacement, each with probability
-proportional to (faces in its `BAND_YEARS`-year age band)^-age_power × (faces from its source)^-source_power.
-A row's source is the top folder of its manifest path (`morph/…`, `utkface/…`; every row of a flat
-manifest shares one). Power 0 keeps the plain epoch (every row once, no draw), 0.5 is square-root balancing,
-1 makes every band (or source) equally likely. The draw comes from the fold's generator at the start of the
-epoch, so a resumed epoch draws the same rows.
+proportional to (faces in its `BAND_YEARS`-year age band)^-age_power × (faces from its source)^-source_power
+× its source's weight (`source_weights`, "morph=2": more of one source than the power alone gives; 1 for a
+source not named). A row's source is the top folder of its manifest path (`morph/…`, `utkface/…`; every row
+of a flat manifest shares one). Power 0 keeps the plain epoch (every row once, no draw), 0.5 is square-root
+balancing, 1 makes every band (or source) equally likely. The draw comes from the fold's generator at the
+start of the epoch, so a resumed epoch draws the same rows.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -35,19 +38,24 @@ def age_bands(ages: np.ndarray) -> np.ndarray:
     return np.floor(np.asarray(ages, dtype=np.float64) / BAND_YEARS).astype(np.int64)
 
 
-def draw_weights(ages: np.ndarray, sources: np.ndarray, age_power: float, source_power: float) -> np.ndarray:
-    """Each row's draw probability: the age bands' and the sources' weights multiplied, normalised."""
+def draw_weights(ages: np.ndarray, sources: np.ndarray, age_power: float, source_power: float,
+                 source_weights: Mapping[str, float] | None = None) -> np.ndarray:
+    """Each row's draw probability: the age bands' and the sources' weights multiplied by the named sources'
+    own weights, normalised."""
     weights = group_weights(age_bands(ages), age_power) * group_weights(sources, source_power)
+    if source_weights:
+        weights = weights * np.array([source_weights.get(s, 1.0) for s in sources], dtype=np.float64)
     return weights / weights.sum()
 
 
 def balanced_rows(rows: np.ndarray, ages: np.ndarray, sources: np.ndarray, age_power: float,
-                  source_power: float, generator: torch.Generator) -> np.ndarray:
+                  source_power: float, generator: torch.Generator,
+                  source_weights: Mapping[str, float] | None = None) -> np.ndarray:
     """len(rows) of `rows` drawn with replacement by `draw_weights`; `rows` themselves (the plain epoch)
-    when the weights are all equal (both powers 0, or one band and one source)."""
+    when the weights are all equal (both powers 0 and no source weighted, or one band and one source)."""
     if len(rows) == 0:
         return rows
-    weights = draw_weights(ages, sources, age_power, source_power)
+    weights = draw_weights(ages, sources, age_power, source_power, source_weights)
     if np.allclose(weights, weights[0], rtol=1e-9, atol=0):
         return rows
     drawn = torch.multinomial(torch.from_numpy(weights).to(generator.device), len(rows), replacement=True,

@@ -7,6 +7,7 @@ continued with nothing but its folder, and a flag that would change the result o
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -31,6 +32,27 @@ PRETRAINED_SOURCES = ("timm", "pypi")  # any other `pretrained` value is a weigh
 # (`fold` picks which folds to train; each fold is seeded on its own).
 RUNTIME_FIELDS = frozenset({"device", "workers", "compile", "out", "fold", "keep_last"})
 _KIND_WORDS = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
+
+
+def parse_source_weights(text: str | None) -> dict[str, float]:
+    """'morph=2,chalearn=1.5' as {"morph": 2.0, "chalearn": 1.5} ({} for None or ""); a ValueError names
+    the part that is not NAME=positive number or a name given twice."""
+    weights: dict[str, float] = {}
+    if not text or not text.strip():
+        return weights
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        try:
+            weight = float(value) if sep and name else math.nan
+        except ValueError:
+            weight = math.nan
+        if not math.isfinite(weight) or weight <= 0:
+            raise ValueError(f"{part.strip()!r} is not NAME=WEIGHT with a positive weight (e.g. morph=2)")
+        if name in weights:
+            raise ValueError(f"source {name!r} is given twice")
+        weights[name] = weight
+    return weights
 
 
 def _setting(default: Any, help: str, flag: str | None = None) -> Any:
@@ -84,6 +106,10 @@ class TrainConfig:
                                           "folder of the manifest path)^-P each epoch, with replacement, so "
                                           "a small dataset among large ones keeps a share (0 = off; "
                                           "combines with age_balance).")
+    source_weights: str | None = _setting(None, "Multiply the draw weight of named sources, e.g. 'morph=2' "
+                                                "or 'morph=2,chalearn=1.5' (a source is the top folder of "
+                                                "the manifest path; others keep 1): more of one source "
+                                                "than source_balance alone gives.")
     tta_flip: bool = _setting(False, "Average each face's age distribution with its mirror's (test time).")
     calibrate: bool = _setting(True, "Fit a scale on the predicted std on each fold's validation rows "
                                      "after the best epoch, so the std is honest (mv, softmax).")
@@ -212,6 +238,10 @@ def _recipe_problems(cfg: TrainConfig) -> list[str]:
     for name in ("age_balance", "source_balance"):
         if not 0 <= getattr(cfg, name) <= 1:
             problems.append(f"{name} must lie in [0, 1], not {getattr(cfg, name)}")
+    try:
+        parse_source_weights(cfg.source_weights)
+    except ValueError as error:
+        problems.append(f"source_weights: {error}")
     if cfg.layer_decay is not None and not 0 < cfg.layer_decay <= 1:
         problems.append(f"layer_decay must lie in (0, 1], not {cfg.layer_decay}")
     return problems

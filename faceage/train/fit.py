@@ -28,9 +28,10 @@ from faceage.manifest.protocols import fold_ids, split_for_fold
 from faceage.manifest.read import read_manifest
 from faceage.model.device import autotune_convolutions, reuse_freed_memory
 from faceage.model.network import input_norm
+from faceage.train.balance import path_sources
 from faceage.train.batches import DeviceImages
 from faceage.train.cache import open_cache
-from faceage.train.config import TrainConfig
+from faceage.train.config import TrainConfig, parse_source_weights
 from faceage.train.distributed import (
     DistContext,
     agree_on_failure,
@@ -112,6 +113,7 @@ def _train(cfg: TrainConfig, run: RunFolder, ctx: DistContext) -> TrainResult:
     manifest = read_manifest(cfg.manifest_path(), Path(cfg.images), cfg.protocol)
     folds = _folds_to_train(manifest, cfg)
     splits = {k: split_for_fold(manifest, k) for k in folds}  # refuses leaks before any work
+    _check_weighted_sources(cfg, manifest)
     for k, split in splits.items():
         if len(split.train) < cfg.batch_size:  # drop_last: not one step
             raise FaceageError(f"{cfg.manifest_path()}: fold {k} has {len(split.train)} training rows, "
@@ -141,6 +143,15 @@ def _train(cfg: TrainConfig, run: RunFolder, ctx: DistContext) -> TrainResult:
     table = run.merge_predictions()
     scores = per_fold(table["pred"], table["age"], table["fold"], train_median=table["train_median"])
     return TrainResult(str(run.root), scores, ctx.is_main)
+
+
+def _check_weighted_sources(cfg: TrainConfig, manifest: pd.DataFrame) -> None:
+    """Refuse a `source_weights` name no manifest row has (a typo would train the plain draw silently)."""
+    present = set(path_sources(manifest["path"].to_numpy(str)))
+    unknown = [name for name in parse_source_weights(cfg.source_weights) if name not in present]
+    if unknown:
+        raise FaceageError(f"--source-weights: {cfg.manifest_path()} has no source {', '.join(unknown)}; its "
+                           f"sources (top folders of its paths) are {', '.join(sorted(present))}.")
 
 
 def _alignment(images: Path) -> dict[str, Any] | None:

@@ -24,6 +24,7 @@ from faceage.model.losses import make_loss
 from faceage.model.network import AgeModel, build_model
 from faceage.train.balance import balanced_rows
 from faceage.train.batches import num_batches
+from faceage.train.config import parse_source_weights
 from faceage.train.distributed import any_rank
 from faceage.train.fold_state import Fold, FoldFiles
 from faceage.train.job import RunInterruptedError, TrainingJob
@@ -68,7 +69,7 @@ def _epoch(job: TrainingJob, fold: Fold, learner: Learner, files: FoldFiles, epo
     at_start = fold.generator.get_state()
     train = fold.split.train
     rows = balanced_rows(train, job.ages(train), job.sources(train), cfg.age_balance, cfg.source_balance,
-                         fold.generator)
+                         fold.generator, parse_source_weights(cfg.source_weights))
     batches = job.data.batches(rows, cfg.batch_size, True, fold.generator, drop_last=True)
     batches = itertools.islice(batches, fold.progress.step, None)  # all drawn up front: skipping is exact
     lr = fold.optimizer.param_groups[0]["lr"]
