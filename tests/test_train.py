@@ -552,8 +552,8 @@ def test_age_balanced_draws_change_what_an_epoch_trains_on(tiny_data: Data, tmp_
     assert not all(torch.equal(a[n], b[n]) for n in a)
 
 
-def test_source_balanced_and_weighted_draws_change_training_only_where_sources_differ(tiny_data: Data,
-                                                                          tmp_path: Path) -> None:
+def test_source_balanced_and_weighted_draws_change_training_only_where_sources_differ(
+        tiny_data: Data, tmp_path: Path) -> None:
     images, manifest = tiny_data
     table = pd.read_csv(manifest)
     table["path"] = [f"{'small' if i >= 40 else 'big'}/{path}" for i, path in enumerate(table["path"])]
@@ -567,7 +567,7 @@ def test_source_balanced_and_weighted_draws_change_training_only_where_sources_d
            source_balance=1.0)
     _train((tmp_path / "two", tmp_path / "two.csv"), tmp_path / "small_weighted", fold="0", epochs=1,
            source_weights="small=3")
-    with pytest.raises(FaceageError, match=r"has no source smal; its sources .* are big, small"):
+    with pytest.raises(FaceageError, match=r"from source smal; its training sources .* are big, small"):
         _train((tmp_path / "two", tmp_path / "two.csv"), tmp_path / "typo", fold="0", epochs=1,
                source_weights="smal=3")
     assert not (tmp_path / "typo").exists()  # refused before the run folder is made

@@ -113,7 +113,7 @@ def _train(cfg: TrainConfig, run: RunFolder, ctx: DistContext) -> TrainResult:
     manifest = read_manifest(cfg.manifest_path(), Path(cfg.images), cfg.protocol)
     folds = _folds_to_train(manifest, cfg)
     splits = {k: split_for_fold(manifest, k) for k in folds}  # refuses leaks before any work
-    _check_weighted_sources(cfg, manifest)
+    _check_weighted_sources(cfg, manifest, np.concatenate([split.train for split in splits.values()]))
     for k, split in splits.items():
         if len(split.train) < cfg.batch_size:  # drop_last: not one step
             raise FaceageError(f"{cfg.manifest_path()}: fold {k} has {len(split.train)} training rows, "
@@ -145,13 +145,15 @@ def _train(cfg: TrainConfig, run: RunFolder, ctx: DistContext) -> TrainResult:
     return TrainResult(str(run.root), scores, ctx.is_main)
 
 
-def _check_weighted_sources(cfg: TrainConfig, manifest: pd.DataFrame) -> None:
-    """Refuse a `source_weights` name no manifest row has (a typo would train the plain draw silently)."""
-    present = set(path_sources(manifest["path"].to_numpy(str)))
+def _check_weighted_sources(cfg: TrainConfig, manifest: pd.DataFrame, train_rows: np.ndarray) -> None:
+    """Refuse a `source_weights` name no training row has (a typo, or a source only in the test or
+    validation part, would weight nothing and train the unweighted draw silently)."""
+    present = set(path_sources(manifest["path"].to_numpy(str)[train_rows]))
     unknown = [name for name in parse_source_weights(cfg.source_weights) if name not in present]
     if unknown:
-        raise FaceageError(f"--source-weights: {cfg.manifest_path()} has no source {', '.join(unknown)}; its "
-                           f"sources (top folders of its paths) are {', '.join(sorted(present))}.")
+        raise FaceageError(f"--source-weights: {cfg.manifest_path()} has no training faces from source "
+                           f"{', '.join(unknown)}; its training sources (top folders of the paths) are "
+                           f"{', '.join(sorted(present))}.")
 
 
 def _alignment(images: Path) -> dict[str, Any] | None:
