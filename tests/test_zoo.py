@@ -52,7 +52,7 @@ def test_the_shipped_file_passes_its_checksum_and_is_small() -> None:
     assert path == ZOO_DIR / BUNDLED_NAME and path.stat().st_size <= 16 * 2**20
     info = load_estimator(None, device="cpu").info
     assert info.backbone == "tf_efficientnet_lite0" and info.loss == "mv"
-    assert info.folds == (0,) and info.flip  # one network, each face averaged with its mirror (its card)
+    assert info.folds == (0, 1) and not info.flip  # two networks, each face seen once by each (its card)
     assert info.alignment is not None  # the detector and crop its training faces were made with
     assert (info.alignment.detector, info.alignment.size) == ("retinaface", 256)
     assert info.std_bands is not None and info.std_bands.edges == FACTOR_EDGES  # its std's factors by age
