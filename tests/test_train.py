@@ -571,6 +571,15 @@ def test_source_balanced_and_weighted_draws_change_training_only_where_sources_d
         _train((tmp_path / "two", tmp_path / "two.csv"), tmp_path / "typo", fold="0", epochs=1,
                source_weights="smal=3")
     assert not (tmp_path / "typo").exists()  # refused before the run folder is made
+    held = table.copy()  # rows 8 and 9 (subject 4) are fold 0's test faces: a source no training face has
+    held.loc[[8, 9], "path"] = [f"held/{Path(path).name}" for path in held.loc[[8, 9], "path"]]
+    for path in held.loc[[8, 9], "path"]:
+        (tmp_path / "two" / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(images / Path(path).name, tmp_path / "two" / path)
+    held.to_csv(tmp_path / "held.csv", index=False)
+    with pytest.raises(FaceageError, match=r"from source held; its training sources .* are big, small"):
+        _train((tmp_path / "two", tmp_path / "held.csv"), tmp_path / "held_only", fold="0", epochs=1,
+               source_weights="held=2")
     plain, flat, two, weighted = (_params(tmp_path / name, name="best.pt")
                                   for name in ("plain", "flat", "two_sources", "small_weighted"))
     assert all(torch.equal(plain[n], flat[n]) for n in plain)
